@@ -1,0 +1,43 @@
+//! # sse-server: a Server-Sent Events server on the Rust standard library
+//!
+//! A teaching project. Every byte on the wire is written by hand so you can
+//! see the protocols: HTTP/1.1 (RFC 9112, RFC 9110) and the event stream
+//! format (WHATWG HTML §9.2). One thread per connection, no async runtime,
+//! no dependencies.
+//!
+//! ## Read the code in this order
+//!
+//! 1. [`request`]: bytes → a request head, or a precise error. Pure.
+//! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
+//! 3. [`sse`]: events → `text/event-stream` bytes. Pure.
+//! 4. [`response`]: status lines and headers. Pure.
+//! 5. [`registry`]: who is connected, and the handle other threads write
+//!    through.
+//! 6. [`stream`]: the life of one stream: ticks, and disconnect detection
+//!    with `peek`.
+//! 7. [`history`] and [`publish`]: event ids, replay, pushing to a user or
+//!    to everyone.
+//! 8. [`server`]: the accept loop, the thread per connection, limits,
+//!    shutdown.
+//! 9. [`config`] and [`limits`]: every flag and every limit in one place.
+//!
+//! Architecture invariants, stated as absences:
+//! - `request`, `route`, `sse`, `response`, `json` and `history` never
+//!   touch a socket.
+//! - No lock is held while writing to a socket, except a connection's own
+//!   writer lock, which only orders writes to that one socket.
+//! - Nothing a client sends is `unwrap`ped.
+
+pub mod config;
+pub mod history;
+pub mod json;
+pub mod limits;
+pub mod log;
+pub mod publish;
+pub mod registry;
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod server;
+pub mod sse;
+pub mod stream;

@@ -1,0 +1,94 @@
+//! Every limit and timeout in one place.
+//!
+//! Each constant names its unit and says what a client sees when it is
+//! crossed. Those marked "default" can be changed by the flag they name; the
+//! README's "Limits and timeouts" table is a copy of this file.
+
+use std::time::Duration;
+
+/// Largest request head (request line plus headers) we read: `431 Request
+/// Header Fields Too Large` past it, or `414 URI Too Long` when the request
+/// line alone is already over (RFC 9110 §15.5.15, RFC 6585 §5).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Most header fields in one request: `431` past it.
+pub const MAX_HEADER_COUNT: usize = 64;
+
+/// Time a client has to send its complete request head, counted from accept:
+/// `408 Request Timeout` and a close past it. This is what cuts off a
+/// Slowloris client that sends one byte at a time.
+pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest body of `POST /send/…` and `POST /broadcast`: `413 Content Too
+/// Large` past it.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Time a publisher has to send its body once the head arrived: `408`.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest userId, in bytes after percent-decoding: `400` past it.
+pub const MAX_USER_ID_BYTES: usize = 128;
+
+/// Longest `?event=` name: `400` past it.
+pub const MAX_EVENT_NAME_BYTES: usize = 64;
+
+/// Default time a write to a client may block (flag `--write-timeout`). A
+/// client whose socket cannot take a frame in that time is dropped and logged
+/// with `reason=stalled`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default time between timer frames (flag `--interval`), as in the original.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Default idle time after which a `: heartbeat` comment is written (flag
+/// `--heartbeat`). WHATWG HTML §9.2.7 suggests a comment every 15 seconds or
+/// so, to keep proxies from timing the stream out.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Default reconnection time sent as `retry:` (flag `--retry`).
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
+
+/// Most random milliseconds added to each connection's `retry:`, so a
+/// server restart does not bring every browser back in the same millisecond.
+pub const RETRY_JITTER_MS: u64 = 1000;
+
+/// `retry:` sent with the "server is full" answer: come back in a few seconds.
+pub const FULL_RETRY: Duration = Duration::from_secs(5);
+
+/// `Retry-After` (seconds) of a `503` for a non-stream request while full.
+pub const FULL_RETRY_AFTER_SECS: u64 = 5;
+
+/// Default number of pushed events kept for `Last-Event-ID` replay (flag
+/// `--history`).
+pub const DEFAULT_HISTORY: usize = 1000;
+
+/// Bytes a client may send after its stream request (it has no reason to
+/// send any) before we close it with `reason=client-data`. They are read and
+/// thrown away so `peek` never spins on them.
+pub const MAX_DISCARD_BYTES: usize = 64 * 1024;
+
+/// File descriptors kept back from the open-file limit when computing the
+/// default `--max-clients`: stdio, the listener, logs and a little room for
+/// `/users` and publishers.
+pub const FD_MARGIN: usize = 64;
+
+/// Default `--max-clients` where the open-file limit cannot be read.
+pub const FALLBACK_MAX_CLIENTS: usize = 1000;
+
+/// Connection threads allowed beyond `--max-clients`, so an overloaded server
+/// can still read a request and answer it properly (`200` + `retry:` for a
+/// stream, `503` for anything else). Past this the accept loop answers `503`
+/// itself without spawning a thread.
+pub const OVERLOAD_HEADROOM: usize = 64;
+
+/// Stack size of each connection thread. The deepest path (parse, route,
+/// format a reply, a debug build's unoptimised frames) uses well under half of
+/// it; only the pages a thread touches count towards RSS.
+pub const CONNECTION_STACK_BYTES: usize = 64 * 1024;
+
+/// Pause of the accept loop after `accept` fails (for example `EMFILE`, out
+/// of file descriptors), so it does not spin at 100% CPU.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a graceful shutdown waits for connection threads to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,92 @@
+//! The `sse-server` binary: parse flags, bind, print the address, run.
+//! Everything else lives in the library; start reading at `lib.rs`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+
+use sse_server::config::{self, Command, Config, USAGE};
+use sse_server::limits::{FALLBACK_MAX_CLIENTS, FD_MARGIN};
+use sse_server::server::Server;
+
+fn main() -> ExitCode {
+    let args = std::env::args().skip(1);
+    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("sse-server {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("sse-server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sse-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> std::io::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))?;
+    let address = listener.local_addr()?;
+    // Scripts and tests wait for this exact line.
+    sse_server::log!("listening on http://{address}");
+    let (max_clients, source) = match config.max_clients {
+        Some(max) => (max, "flag".to_string()),
+        None => default_max_clients(),
+    };
+    sse_server::log!("max-clients={max_clients} ({source})");
+    let server = Server::new(listener, config, max_clients);
+    install_shutdown_handler(&server)?;
+    server.run();
+    Ok(())
+}
+
+/// Each stream holds one file descriptor, so the open-file limit bounds the
+/// number of clients; keep a margin for everything else.
+fn default_max_clients() -> (usize, String) {
+    match open_file_limit() {
+        Some(limit) => (
+            limit.saturating_sub(FD_MARGIN).max(1),
+            format!("open-file limit {limit} minus {FD_MARGIN}"),
+        ),
+        None => (FALLBACK_MAX_CLIENTS, "default".to_string()),
+    }
+}
+
+/// The soft open-file limit, from `/proc/self/limits` (Linux only; std has
+/// no `getrlimit`).
+#[cfg(target_os = "linux")]
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_file_limit() -> Option<usize> {
+    None
+}
+
+/// With `--features ctrlc`: Ctrl-C or SIGTERM closes every stream politely
+/// (a final `shutdown` event) and exits 0. Without it, the OS default
+/// applies: the process dies at once, the kernel closes every socket, and
+/// browsers reconnect after their `retry:` time.
+#[cfg(feature = "ctrlc")]
+fn install_shutdown_handler(server: &Server) -> std::io::Result<()> {
+    let handle = server.shutdown_handle()?;
+    ctrlc::set_handler(move || handle.shutdown()).map_err(std::io::Error::other)
+}
+
+#[cfg(not(feature = "ctrlc"))]
+fn install_shutdown_handler(_server: &Server) -> std::io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! `POST /send/{userId}` and `POST /broadcast`: a request body becomes one
+//! event, written to every open stream it is meant for.
+//!
+//! Spec: RFC 9112 §6 (message body length: `Content-Length`,
+//! `Transfer-Encoding`), RFC 9110 §10.1.1 (`Expect: 100-continue`), RFC 6750
+//! §2.1 (`Authorization: Bearer`), <https://www.rfc-editor.org/rfc/rfc9112#section-6>.
+//!
+//! Request smuggling: a proxy and a server that disagree on where a body
+//! ends can be made to see two different requests. So a request with both
+//! `Content-Length` and `Transfer-Encoding`, or with `Content-Length`s that
+//! disagree, is refused with `400` (RFC 9112 §6.3 items 3 and 5), and we do
+//! not accept chunked bodies at all (`411`).
+//!
+//! Delivery: publishers take turns (one lock), so every stream receives
+//! pushed events in id order. The registry lock is held only to clone the
+//! list of target connections; the writes happen after, each bounded by the
+//! write timeout. A stream that cannot take the event in time is ended
+//! (`reason=stalled`) and skipped from then on, so a stalled subscriber
+//! delays a publisher at most once, by `--write-timeout`.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::history::Target;
+use crate::json;
+use crate::limits::{BODY_READ_TIMEOUT, MAX_BODY_BYTES};
+use crate::log;
+use crate::registry::Connection;
+use crate::request::Request;
+use crate::response::Reply;
+use crate::server::{is_timeout, read_with_timeout, Shared};
+
+/// Broadcasts to at least this many streams are written by several threads.
+const PARALLEL_DELIVERY_MIN: usize = 512;
+
+/// Handles a publish request whose head has been read; returns the reply.
+pub fn handle(
+    shared: &Shared,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    request: &Request,
+    leftover: Vec<u8>,
+    target: Target,
+    event: Option<String>,
+) -> Reply {
+    if let Err(reply) = authorize(shared.config.publish_token.as_deref(), peer, request) {
+        return reply;
+    }
+    let body = match body_length(request).and_then(|length| read_body(stream, request, leftover, length)) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let text = match String::from_utf8(body) {
+        Ok(text) if !text.is_empty() => text,
+        // An empty `data` is never dispatched by a browser (WHATWG §9.2.6).
+        Ok(_) => return Reply::text(400, "empty message"),
+        Err(_) => return Reply::text(400, "body is not utf-8"),
+    };
+    let (id, delivered) = publish(shared, target, event.as_deref(), &text);
+    Reply::json(202, format!("{{\"id\":{id},\"delivered\":{delivered}}}"))
+}
+
+/// Pushes one event: gives it an id, keeps it in history, writes it to every
+/// open stream it is meant for. Returns the id and the number of streams
+/// written to.
+pub fn publish(shared: &Shared, target: Target, event: Option<&str>, data: &str) -> (u64, usize) {
+    let _turn = shared.lock_publishing();
+    let stored = shared.lock_history().push(target, event, data);
+    let connections = match &stored.target {
+        Target::User(user_id) => shared.registry.connections_of(user_id),
+        Target::All => shared.registry.all_connections(),
+    };
+    let started = Instant::now();
+    let delivered = deliver_each(&connections, |connection| {
+        matches!(connection.send_pushed(stored.id, &stored.frame), Ok(true))
+    });
+    let target_text = match &stored.target {
+        Target::User(user_id) => format!("user:{}", json::string(user_id)),
+        Target::All => "all".to_string(),
+    };
+    log!(
+        "publish id={} target={target_text} event={} delivered={delivered} bytes={} took={}us",
+        stored.id,
+        event.unwrap_or("message"),
+        data.len(),
+        started.elapsed().as_micros()
+    );
+    (stored.id, delivered)
+}
+
+/// Runs `write` for every connection and counts the `true`s. Large lists are
+/// split over one thread per core, so a broadcast to thousands of streams
+/// uses every core and one slow stream holds up only its share.
+pub fn deliver_each(
+    connections: &[Arc<Connection>],
+    write: impl Fn(&Connection) -> bool + Sync,
+) -> usize {
+    let count_chunk = |chunk: &[Arc<Connection>]| chunk.iter().filter(|c| write(c)).count();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if connections.len() < PARALLEL_DELIVERY_MIN || workers == 1 {
+        return count_chunk(connections);
+    }
+    let chunk_size = connections.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = connections
+            .chunks(chunk_size)
+            .map(|chunk| scope.spawn(move || count_chunk(chunk)))
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap_or(0)).sum()
+    })
+}
+
+/// Who may publish: with a token, whoever sends `Authorization: Bearer
+/// TOKEN` (`401` without the header, `403` with a wrong token); without one,
+/// only peers on loopback (`403` for others).
+fn authorize(token: Option<&str>, peer: SocketAddr, request: &Request) -> Result<(), Reply> {
+    let Some(token) = token else {
+        return if peer.ip().to_canonical().is_loopback() {
+            Ok(())
+        } else {
+            Err(Reply::text(403, "publishing is only allowed from loopback"))
+        };
+    };
+    let presented = request
+        .header("Authorization")
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, credentials)| credentials.trim());
+    match presented {
+        None => Err(Reply::text(401, "bearer token required").with_header("WWW-Authenticate", "Bearer")),
+        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(Reply::text(403, "wrong token")),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell an
+/// attacker how many leading bytes were right. (The length still shows.)
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The body length from `Content-Length` (RFC 9112 §6.3), refusing every
+/// framing a proxy could read differently.
+pub fn body_length(request: &Request) -> Result<usize, Reply> {
+    let has_transfer_encoding = request.header("Transfer-Encoding").is_some();
+    let mut lengths = request
+        .headers_named("Content-Length")
+        .flat_map(|value| value.split(','))
+        .map(str::trim);
+    let first = lengths.next();
+    if has_transfer_encoding {
+        return Err(match first {
+            Some(_) => Reply::text(400, "content-length with transfer-encoding"),
+            None => Reply::text(411, "chunked bodies are not supported, send content-length"),
+        });
+    }
+    let Some(first) = first else {
+        return Err(Reply::text(411, "content-length required"));
+    };
+    if lengths.any(|other| other != first) {
+        return Err(Reply::text(400, "conflicting content-length"));
+    }
+    if first.is_empty() || !first.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(Reply::text(400, "invalid content-length"));
+    }
+    match first.parse::<usize>() {
+        Ok(length) if length <= MAX_BODY_BYTES => Ok(length),
+        _ => Err(Reply::text(413, "body too large (at most 64 KiB)")),
+    }
+}
+
+/// Reads exactly `length` body bytes, starting with those that arrived with
+/// the head. Answers `Expect: 100-continue` first (RFC 9110 §10.1.1).
+fn read_body(
+    stream: &TcpStream,
+    request: &Request,
+    leftover: Vec<u8>,
+    length: usize,
+) -> Result<Vec<u8>, Reply> {
+    if let Some(expect) = request.header("Expect") {
+        if !expect.eq_ignore_ascii_case("100-continue") {
+            return Err(Reply::text(417, "unsupported expectation"));
+        }
+        if leftover.len() < length {
+            let _ = (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+    }
+    let mut body = leftover;
+    body.truncate(length);
+    let mut filled = body.len();
+    body.resize(length, 0);
+    let deadline = Instant::now() + BODY_READ_TIMEOUT;
+    let timed_out = || Reply::text(408, "body not complete in time");
+    while filled < length {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
+        match read_with_timeout(stream, &mut body[filled..], remaining) {
+            Ok(0) => return Err(Reply::text(400, "body shorter than content-length")),
+            Ok(count) => filled += count,
+            Err(error) if is_timeout(&error) => return Err(timed_out()),
+            Err(_) => return Err(Reply::text(400, "body could not be read")),
+        }
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{parse, Parse};
+
+    fn request(head: &str) -> Request {
+        match parse(head.as_bytes()) {
+            Ok(Parse::Complete { request, .. }) => request,
+            other => panic!("not a complete request: {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn check_length(headers: &str, expected: Result<usize, u16>) {
+        let request = request(&format!("POST /broadcast HTTP/1.1\r\n{headers}\r\n"));
+        let actual = body_length(&request).map_err(|reply| reply.status);
+        assert_eq!(actual, expected, "headers: {headers:?}");
+    }
+
+    #[test]
+    fn content_length_rules() {
+        check_length("Content-Length: 5\r\n", Ok(5));
+        check_length("Content-Length: 0\r\n", Ok(0));
+        check_length("Content-Length: 5\r\nContent-Length: 5\r\n", Ok(5));
+        check_length("Content-Length: 5, 5\r\n", Ok(5));
+        check_length("", Err(411));
+        check_length("Transfer-Encoding: chunked\r\n", Err(411));
+        check_length("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", Err(400));
+        check_length("Content-Length: 5\r\nContent-Length: 6\r\n", Err(400));
+        check_length("Content-Length: 5, 6\r\n", Err(400));
+        check_length("Content-Length: +5\r\n", Err(400));
+        check_length("Content-Length: -1\r\n", Err(400));
+        check_length("Content-Length: 0x10\r\n", Err(400));
+        check_length("Content-Length: \r\n", Err(400));
+        check_length("Content-Length: 65537\r\n", Err(413));
+        check_length("Content-Length: 99999999999999999999999\r\n", Err(413));
+    }
+
+    #[track_caller]
+    fn check_auth(token: Option<&str>, peer: &str, authorization: Option<&str>, expected: Result<(), u16>) {
+        let header = authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
+        let request = request(&format!("POST /broadcast HTTP/1.1\r\n{header}\r\n"));
+        let actual = authorize(token, peer.parse().unwrap(), &request).map_err(|reply| reply.status);
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_may_publish() {
+        check_auth(None, "127.0.0.1:1", None, Ok(()));
+        check_auth(None, "[::1]:1", None, Ok(()));
+        check_auth(None, "[::ffff:127.0.0.1]:1", None, Ok(()));
+        check_auth(None, "192.0.2.1:1", None, Err(403));
+    }
+
+    #[test]
+    fn with_a_token_everyone_needs_it() {
+        check_auth(Some("s3cret"), "192.0.2.1:1", Some("Bearer s3cret"), Ok(()));
+        check_auth(Some("s3cret"), "192.0.2.1:1", Some("bearer s3cret"), Ok(()));
+        check_auth(Some("s3cret"), "127.0.0.1:1", None, Err(401));
+        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Basic czNjcmV0"), Err(401));
+        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Bearer s3creT"), Err(403));
+        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Bearer s3cre"), Err(403));
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

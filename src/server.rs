@@ -1,0 +1,461 @@
+//! The accept loop, one thread per connection, and `handle_connection`:
+//! read the request head, route it, answer it.
+//!
+//! ```text
+//! accept ──spawn(named, small stack)──▶ read head (timeout, size cap) ─▶ parse ─▶ route
+//!                                                                             │
+//!        plain reply (404/405/…, /users, demo page, publish) ◀────────────────┤
+//!                                                                             ▼
+//!                                                        stream.rs: the event stream
+//! ```
+//!
+//! Spec: RFC 9112 §9 (connection management). Every plain reply closes the
+//! connection; keep-alive for plain requests would only complicate the
+//! thread's life, and browsers open a new connection for each `EventSource`
+//! anyway.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::history::History;
+use crate::json;
+use crate::limits::{
+    ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, FULL_RETRY_AFTER_SECS, HEAD_READ_TIMEOUT,
+    MAX_HEAD_BYTES, OVERLOAD_HEADROOM, SHUTDOWN_GRACE,
+};
+use crate::log;
+use crate::publish;
+use crate::registry::{EndReason, Registry};
+use crate::request::{self, Parse, Request, RequestError};
+use crate::response::Reply;
+use crate::route::{self, Route};
+use crate::sse;
+use crate::stream;
+
+/// The demo page served at `GET /`.
+pub const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// State shared by every connection thread.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    /// Most concurrent streams (from `--max-clients` or the open-file limit).
+    pub max_clients: usize,
+    pub registry: Registry,
+    history: Mutex<History>,
+    /// Publishers take turns, so every stream gets pushed events in id order.
+    publishing: Mutex<()>,
+    /// When the server started; ticks fall on multiples of the interval
+    /// since then.
+    pub started: Instant,
+    shutting_down: AtomicBool,
+    /// Every connection whose thread is alive, by connection id: the
+    /// thread count for the limits, and the sockets a shutdown must close.
+    live: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config, max_clients: usize) -> Shared {
+        Shared {
+            history: Mutex::new(History::new(config.history)),
+            config,
+            max_clients,
+            registry: Registry::new(),
+            publishing: Mutex::new(()),
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            live: Mutex::new(HashMap::new()),
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn lock_history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn lock_publishing(&self) -> MutexGuard<'_, ()> {
+        self.publishing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of connection threads alive right now.
+    pub fn live_connections(&self) -> usize {
+        self.lock_live().len()
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A bound listener and the shared state: call [`Server::run`].
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// Asks a running server to shut down, from another thread (a signal
+/// handler).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake_address: SocketAddr,
+}
+
+impl Server {
+    /// Takes an already-bound listener (so tests and `main` can use port 0).
+    pub fn new(listener: TcpListener, config: Config, max_clients: usize) -> Server {
+        Server {
+            listener,
+            shared: Arc::new(Shared::new(config, max_clients)),
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
+        let mut wake_address = self.listener.local_addr()?;
+        if wake_address.ip().is_unspecified() {
+            let loopback = match wake_address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            wake_address.set_ip(loopback);
+        }
+        Ok(ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            wake_address,
+        })
+    }
+
+    /// Accepts connections until a shutdown is requested, then closes every
+    /// connection and returns how many streams were closed.
+    pub fn run(self) -> usize {
+        let mut failures_in_burst = 0u64;
+        for incoming in self.listener.incoming() {
+            if self.shared.shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+            match incoming {
+                Ok(stream) => {
+                    if failures_in_burst > 0 {
+                        log!("accept recovered after={failures_in_burst} errors");
+                        failures_in_burst = 0;
+                    }
+                    spawn_connection(&self.shared, stream);
+                }
+                Err(error) => {
+                    failures_in_burst += 1;
+                    backoff_after_accept_error(&error, failures_in_burst);
+                }
+            }
+        }
+        close_everything(&self.shared)
+    }
+}
+
+impl ShutdownHandle {
+    /// Sets the flag, then wakes the accept loop (blocked in `accept`) by
+    /// connecting to it once.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let _ = TcpStream::connect_timeout(&self.wake_address, Duration::from_secs(1));
+    }
+}
+
+/// `accept` failed: most often `EMFILE` (out of file descriptors) under a
+/// flood. Log once per burst and pause, instead of spinning at 100% CPU;
+/// the loop serves again as soon as descriptors free up.
+fn backoff_after_accept_error(error: &io::Error, failures_in_burst: u64) {
+    if failures_in_burst == 1 {
+        log!("accept-error error={} backoff={}ms", json::string(&error.to_string()), ACCEPT_BACKOFF.as_millis());
+    }
+    thread::sleep(ACCEPT_BACKOFF);
+}
+
+/// Starts the thread for one accepted connection, or answers `503` right
+/// away if even the overload headroom is used up.
+fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
+    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(_) => return, // already gone
+    };
+    let stream = Arc::new(stream);
+    {
+        let mut live = shared.lock_live();
+        if live.len() >= shared.max_clients + OVERLOAD_HEADROOM {
+            drop(live);
+            refuse_without_thread(&stream, id, peer, "too many connections");
+            return;
+        }
+        live.insert(id, Arc::clone(&stream));
+    }
+    let thread_shared = Arc::clone(shared);
+    let thread_stream = Arc::clone(&stream);
+    let spawned = thread::Builder::new()
+        .name(format!("conn-{id}"))
+        .stack_size(CONNECTION_STACK_BYTES)
+        .spawn(move || handle_connection(&thread_shared, id, thread_stream, peer));
+    if spawned.is_err() {
+        shared.lock_live().remove(&id);
+        refuse_without_thread(&stream, id, peer, "cannot start a thread");
+    }
+}
+
+/// A `503` written by the accept loop itself. The socket is fresh, so its
+/// send buffer is empty and this small write cannot block; non-blocking
+/// mode makes sure of it.
+fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: &str) {
+    let reply = Reply::text(503, reason).with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string());
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write_all(&reply.to_bytes(false));
+    let _ = stream.shutdown(Shutdown::Both);
+    log!("reject status=503 reason={} conn={id} peer={peer}", json::string(reason));
+}
+
+/// Removes the connection from `live` when its thread ends, however it ends.
+struct LiveGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.lock_live().remove(&self.id);
+    }
+}
+
+/// The whole life of one connection, on its own thread.
+fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: SocketAddr) {
+    let _live = LiveGuard { shared, id };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shared.config.write_timeout));
+
+    let (request, leftover) = match read_head(&stream) {
+        Ok(head) => head,
+        Err(failure) => return answer_head_failure(&stream, id, peer, failure),
+    };
+    let route = match route::route(&request.method, &request.path, request.query.as_deref()) {
+        Ok(route) => route,
+        Err(error) => {
+            let mut reply = Reply::text(error.status(), error.reason());
+            if let route::RouteError::MethodNotAllowed { allow } = error {
+                reply = reply.with_header("Allow", allow);
+            }
+            return reject(&stream, id, peer, reply, error.reason());
+        }
+    };
+    if !matches!(route, Route::Stream { .. }) && shared.live_connections() > shared.max_clients {
+        let reply = Reply::text(503, "server is full")
+            .with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string());
+        return reject(&stream, id, peer, reply, "server full");
+    }
+    dispatch(shared, id, &stream, peer, &request, leftover, route);
+}
+
+/// Runs the route. Streams go to `stream.rs`; everything else is one reply.
+fn dispatch(
+    shared: &Shared,
+    id: u64,
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    request: &Request,
+    leftover: Vec<u8>,
+    route: Route,
+) {
+    let (reply, head_only) = match route {
+        Route::Stream {
+            user_id,
+            head_only: false,
+        } => {
+            drop(leftover); // pipelined bytes after a stream request mean nothing to us
+            let last_event_id =
+                route::last_event_id(request.header("Last-Event-ID"), request.query.as_deref());
+            return stream::serve(shared, id, stream, peer, user_id, last_event_id);
+        }
+        Route::Stream {
+            head_only: true, ..
+        } => {
+            let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
+            finish_reply(stream, &head);
+            log!("reply status=200 method=HEAD path={} conn={id} peer={peer}", json::string(&request.path));
+            return;
+        }
+        Route::Demo { head_only } => (Reply::html(DEMO_PAGE), head_only),
+        Route::Users { head_only } => (users_reply(shared), head_only),
+        Route::Send { user_id, event } => {
+            let target = crate::history::Target::User(user_id);
+            (publish::handle(shared, stream, peer, request, leftover, target, event), false)
+        }
+        Route::Broadcast { event } => {
+            let target = crate::history::Target::All;
+            (publish::handle(shared, stream, peer, request, leftover, target, event), false)
+        }
+    };
+    finish_reply(stream, &reply.to_bytes(head_only));
+    log!(
+        "reply status={} method={} path={} conn={id} peer={peer}",
+        reply.status,
+        request.method.as_str(),
+        json::string(&request.path)
+    );
+}
+
+/// `GET /users`: counts, and each user with its number of streams.
+fn users_reply(shared: &Shared) -> Reply {
+    let list = shared.registry.summary();
+    let connections: usize = list.iter().map(|user| user.connections).sum();
+    let mut body = format!("{{\"users\":{},\"connections\":{connections},\"list\":[", list.len());
+    for (index, user) in list.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str("{\"userId\":");
+        json::write_string(&mut body, &user.user_id);
+        body.push_str(&format!(
+            ",\"connections\":{},\"since\":{}}}",
+            user.connections, user.since_ms
+        ));
+    }
+    body.push_str("]}");
+    let reply = Reply::json(200, body);
+    match &shared.config.allow_origin {
+        Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin.clone()),
+        None => reply,
+    }
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+enum HeadFailure {
+    /// The bytes can never be a request.
+    Invalid(RequestError),
+    /// The head was not complete within [`HEAD_READ_TIMEOUT`].
+    Timeout,
+    /// The client closed or reset before sending a complete head.
+    Gone { bytes: usize },
+}
+
+/// Reads until the head is complete. Returns the parsed request and any
+/// bytes after the head (the start of a body). The read buffer is dropped
+/// here, so a long-lived stream keeps none of it.
+fn read_head(stream: &TcpStream) -> Result<(Request, Vec<u8>), HeadFailure> {
+    let deadline = Instant::now() + HEAD_READ_TIMEOUT;
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        match request::parse(&buffer).map_err(HeadFailure::Invalid)? {
+            Parse::Complete { request, head_len } => {
+                let leftover = buffer[head_len..].to_vec();
+                return Ok((request, leftover));
+            }
+            Parse::Partial => {}
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(HeadFailure::Timeout);
+        }
+        // Read at most one byte past the limit: enough for `parse` to say
+        // the head is too large.
+        let chunk = 1024.min(MAX_HEAD_BYTES + 1 - buffer.len().min(MAX_HEAD_BYTES));
+        let start = buffer.len();
+        buffer.resize(start + chunk, 0);
+        let read = read_with_timeout(stream, &mut buffer[start..], remaining);
+        buffer.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Err(HeadFailure::Gone { bytes: start }),
+            Ok(_) => {}
+            Err(error) if is_timeout(&error) => return Err(HeadFailure::Timeout),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(HeadFailure::Gone { bytes: start }),
+        }
+    }
+}
+
+/// One `read` that gives up after `timeout`.
+pub fn read_with_timeout(stream: &TcpStream, buffer: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    (&*stream).read(buffer)
+}
+
+/// `WouldBlock` and `TimedOut` both mean a timeout: std documents that
+/// platforms differ.
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+fn answer_head_failure(stream: &TcpStream, id: u64, peer: SocketAddr, failure: HeadFailure) {
+    match failure {
+        HeadFailure::Invalid(error) => {
+            reject(stream, id, peer, Reply::text(error.status(), error.reason()), error.reason())
+        }
+        HeadFailure::Timeout => {
+            let reason = "request head not complete in time";
+            reject(stream, id, peer, Reply::text(408, reason), reason)
+        }
+        HeadFailure::Gone { bytes } => {
+            log!("drop reason=\"closed before a complete request\" bytes={bytes} conn={id} peer={peer}");
+        }
+    }
+}
+
+/// Sends an error reply and logs it once: `reject status=404 reason="…"`.
+fn reject(stream: &TcpStream, id: u64, peer: SocketAddr, reply: Reply, reason: &str) {
+    finish_reply(stream, &reply.to_bytes(false));
+    log!("reject status={} reason={} conn={id} peer={peer}", reply.status, json::string(reason));
+}
+
+/// Writes a final reply and closes cleanly.
+///
+/// Closing a socket that still has unread input makes the kernel send a
+/// reset, which can destroy the reply before the client reads it (RFC 9112
+/// §9.6). So: send our FIN first (`shutdown(Write)`), then read and discard
+/// what the client still sends, for a short, bounded time, and only then
+/// close ("lingering close").
+pub fn finish_reply(stream: &TcpStream, bytes: &[u8]) {
+    const LINGER: Duration = Duration::from_millis(500);
+    const MAX_LINGER_BYTES: usize = 64 * 1024;
+    if (&*stream).write_all(bytes).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 512];
+    let mut drained = 0;
+    while drained < MAX_LINGER_BYTES {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        match read_with_timeout(stream, &mut sink, remaining) {
+            Ok(0) | Err(_) => break,
+            Ok(count) => drained += count,
+        }
+    }
+}
+
+/// Graceful shutdown: a farewell event to every stream, then every socket
+/// closed, then a bounded wait for the connection threads to end.
+fn close_everything(shared: &Shared) -> usize {
+    let streams = shared.registry.all_connections();
+    publish::deliver_each(&streams, |connection| {
+        let _ = connection.send(sse::SHUTDOWN_EVENT);
+        connection.end(EndReason::Shutdown);
+        true
+    });
+    for socket in shared.lock_live().values() {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while shared.live_connections() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let unfinished = shared.live_connections();
+    log!("shutdown closed={} unfinished={unfinished}", streams.len());
+    streams.len()
+}

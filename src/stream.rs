@@ -1,0 +1,299 @@
+//! The life of one event stream, on its own thread.
+//!
+//! ```text
+//! register ─▶ headers, ":\n\n", retry:, replay ─▶ loop {
+//!     wait = time until the next tick (or heartbeat)
+//!     peek the socket with read timeout = wait
+//!         timeout   → write the tick frame (a failed write ends the stream)
+//!         Ok(0)     → FIN: the client left       → reason=eof
+//!         reset     → RST: the client left       → reason=reset
+//!         Ok(n > 0) → the client sent bytes: read and discard them (bounded)
+//! } ─▶ deregister, log the close
+//! ```
+//!
+//! Why `peek`: a thread that only writes learns that its client left at the
+//! next write at the earliest, and often later. The kernel accepts the bytes
+//! of the first write after the client's FIN (the client's side is only
+//! half-closed as far as TCP knows); the client's kernel answers them with a
+//! reset, and only the write after that fails. With a 3 s interval that is
+//! up to 6 s of a ghost user in the count. Waiting in `peek` instead, the
+//! FIN wakes the thread the moment it arrives: `peek` returns `Ok(0)`.
+//! `peek` rather than `read` so the wait consumes nothing.
+//!
+//! Ticks are aligned to one server-wide schedule (multiples of the interval
+//! since start), so every client's tick `k` carries the same instant and
+//! the same user count.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::json;
+use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
+use crate::log;
+use crate::registry::{now_ms, Connection, Counts, EndReason};
+use crate::response::stream_head;
+use crate::server::Shared;
+use crate::sse;
+
+/// A read timeout already set on the socket is kept when it ends at most this
+/// much after the wanted deadline: one `setsockopt` saved per tick, at the
+/// price of a tick up to this late (the schedule itself never drifts).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+
+/// Serves `GET /sse/{user_id}` (or `HEAD`) until the client leaves, the
+/// stream fails, or the server shuts down.
+pub fn serve(
+    shared: &Shared,
+    connection_id: u64,
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    user_id: String,
+    last_event_id: Option<u64>,
+) {
+    let connection = Connection::new(connection_id, user_id, peer, Arc::clone(stream));
+    let Some((registration, counts)) = shared.registry.register(connection, shared.max_clients)
+    else {
+        send_server_full(shared, stream, connection_id, peer);
+        return;
+    };
+    let connection = Arc::clone(&registration.connection);
+    log!(
+        "open user={} conn={} users={} conns={} peer={}",
+        json::string(&connection.user_id),
+        connection.id,
+        counts.users,
+        counts.connections,
+        peer
+    );
+    let reason = match start(shared, &connection, last_event_id) {
+        Ok(()) => wait_loop(shared, &connection),
+        Err(reason) => reason,
+    };
+    let counts = registration.finish();
+    log_close(&connection, reason, counts);
+}
+
+/// Logs the end of a stream: `close user="alice" conn=7 users=1 conns=2
+/// reason=eof lived=12.4s`.
+pub fn log_close(connection: &Connection, reason: EndReason, counts: Counts) {
+    log!(
+        "close user={} conn={} users={} conns={} reason={} lived={:.1}s",
+        json::string(&connection.user_id),
+        connection.id,
+        counts.users,
+        counts.connections,
+        reason.as_str(),
+        connection.opened.elapsed().as_secs_f64()
+    );
+}
+
+/// Writes the start of the stream in one go: status line and headers, the
+/// opening comment, `retry:`, then the replay of missed events.
+fn start(
+    shared: &Shared,
+    connection: &Connection,
+    last_event_id: Option<u64>,
+) -> Result<(), EndReason> {
+    connection.send_start(|| {
+        let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+        bytes.extend_from_slice(sse::OPENING_COMMENT);
+        sse::write_retry(&mut bytes, jittered_ms(shared.config.retry, connection.id));
+        let history = shared.lock_history();
+        if let Some(after_id) = last_event_id {
+            let replay = history.replay(&connection.user_id, after_id);
+            if let Some((from, to)) = replay.gap {
+                sse::write_gap(&mut bytes, from, to);
+            }
+            for event in &replay.events {
+                bytes.extend_from_slice(&event.frame);
+            }
+        }
+        (bytes, history.last_id())
+    })
+}
+
+/// The answer to a stream request over `--max-clients`. A browser's
+/// `EventSource` gives up for good on any status but 200 (WHATWG §9.2.3),
+/// so we answer 200 with a `retry:` hint and a comment, then close: the
+/// browser comes back by itself a few seconds later.
+fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, peer: SocketAddr) {
+    let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+    sse::write_retry(&mut bytes, jittered_ms(FULL_RETRY, connection_id));
+    bytes.extend_from_slice(sse::FULL_COMMENT);
+    crate::server::finish_reply(stream, &bytes);
+    log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
+}
+
+/// What waiting on the socket found.
+enum Wake {
+    /// The deadline passed: time to tick or send a heartbeat.
+    Deadline,
+    /// The client sent this many bytes (now read and discarded).
+    Data(usize),
+    /// The stream is over.
+    End(EndReason),
+}
+
+/// Ticks and heartbeats until the stream ends; returns why it ended.
+fn wait_loop(shared: &Shared, connection: &Connection) -> EndReason {
+    let interval = shared.config.interval;
+    let heartbeat = shared.config.heartbeat;
+    let user_id_json = json::string(&connection.user_id);
+    let mut frame = Vec::with_capacity(64 + user_id_json.len());
+    let mut next_tick = interval.map(|every| next_boundary(shared.started, every, Instant::now()));
+    let mut read_timeout = None;
+    let mut discarded = 0;
+    loop {
+        let now = Instant::now();
+        if let (Some(tick_at), Some(every)) = (next_tick, interval) {
+            if tick_at <= now {
+                frame.clear();
+                let users = shared.registry.user_count();
+                sse::write_tick(&mut frame, &user_id_json, users, now_ms());
+                if let Err(reason) = connection.send(&frame) {
+                    return reason;
+                }
+                if shared.config.verbose {
+                    log!("tick user={user_id_json} conn={} users={users}", connection.id);
+                }
+                next_tick = Some(next_boundary(shared.started, every, now));
+                continue;
+            }
+        }
+        let idle = connection.idle_since_last_write();
+        let heartbeat_in = heartbeat.map(|every| every.saturating_sub(idle));
+        if heartbeat_in == Some(Duration::ZERO) {
+            if let Err(reason) = connection.send(sse::HEARTBEAT) {
+                return reason;
+            }
+            continue;
+        }
+        let tick_in = next_tick.map(|tick_at| tick_at.saturating_duration_since(now));
+        let wait = [tick_in, heartbeat_in].into_iter().flatten().min();
+        match wait_for_client(connection, wait, &mut read_timeout) {
+            Wake::Deadline => {}
+            Wake::Data(count) => {
+                discarded += count;
+                if discarded > MAX_DISCARD_BYTES {
+                    return connection.note_end(EndReason::ClientData);
+                }
+            }
+            Wake::End(reason) => return reason,
+        }
+    }
+}
+
+/// Blocks until the client sends something, leaves, or `wait` passes
+/// (`None`: no deadline at all).
+fn wait_for_client(
+    connection: &Connection,
+    wait: Option<Duration>,
+    read_timeout: &mut Option<Duration>,
+) -> Wake {
+    let socket = connection.stream();
+    // A zero timeout means "block forever" to the OS, so wait at least 1 ms.
+    let wait = wait.map(|wait| wait.max(Duration::from_millis(1)));
+    let keep = match (wait, *read_timeout) {
+        (Some(wanted), Some(current)) => current >= wanted && current <= wanted + TIMEOUT_SLACK,
+        (None, None) => true,
+        _ => false,
+    };
+    if !keep {
+        if socket.set_read_timeout(wait).is_err() {
+            return Wake::End(connection.note_end(EndReason::ReadError));
+        }
+        *read_timeout = wait;
+    }
+    let mut probe = [0u8; 1];
+    match socket.peek(&mut probe) {
+        Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
+        Ok(_) => discard_input(connection),
+        Err(error) => match error.kind() {
+            // std documents that platforms differ: both mean "timed out".
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Wake::Deadline,
+            io::ErrorKind::Interrupted => Wake::Data(0),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                Wake::End(connection.note_end(EndReason::Reset))
+            }
+            _ => Wake::End(connection.note_end(EndReason::ReadError)),
+        },
+    }
+}
+
+/// Reads (and throws away) what the client sent, so the next `peek` waits
+/// again instead of returning at once forever.
+fn discard_input(connection: &Connection) -> Wake {
+    let mut sink = [0u8; 512];
+    match (&*connection.stream()).read(&mut sink) {
+        Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
+        Ok(count) => Wake::Data(count),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
+            Wake::End(connection.note_end(EndReason::Reset))
+        }
+        Err(_) => Wake::Data(0),
+    }
+}
+
+/// The first multiple of `every` since `started` that lies after `now`.
+fn next_boundary(started: Instant, every: Duration, now: Instant) -> Instant {
+    let every_ns = every.as_nanos().max(1);
+    let elapsed_ns = now.saturating_duration_since(started).as_nanos();
+    let ticks = elapsed_ns / every_ns + 1;
+    let offset = Duration::from_nanos(u64::try_from(ticks * every_ns).unwrap_or(u64::MAX));
+    started + offset
+}
+
+/// `base` plus up to [`RETRY_JITTER_MS`] random milliseconds, in ms. The
+/// jitter spreads reconnections out: after a restart, thousands of
+/// browsers would otherwise all come back in the same millisecond.
+fn jittered_ms(base: Duration, seed: u64) -> u64 {
+    base.as_millis() as u64 + random_u64(seed) % (RETRY_JITTER_MS + 1)
+}
+
+/// A random number from std alone: `RandomState` is seeded randomly per
+/// process and per instance, which is plenty for jitter (not for secrets).
+fn random_u64(seed: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(seed);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_boundary(every_ms: u64, now_ms: u64, expected_ms: u64) {
+        let started = Instant::now();
+        let now = started + Duration::from_millis(now_ms);
+        let next = next_boundary(started, Duration::from_millis(every_ms), now);
+        assert_eq!(next - started, Duration::from_millis(expected_ms));
+    }
+
+    #[test]
+    fn ticks_fall_on_multiples_of_the_interval() {
+        check_boundary(3000, 0, 3000);
+        check_boundary(3000, 1, 3000);
+        check_boundary(3000, 2999, 3000);
+        check_boundary(3000, 3000, 6000);
+        check_boundary(50, 1234, 1250);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        for seed in 0..200 {
+            let ms = jittered_ms(Duration::from_secs(3), seed);
+            assert!((3000..=3000 + RETRY_JITTER_MS).contains(&ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn jitter_varies() {
+        let values: std::collections::HashSet<u64> =
+            (0..50).map(|seed| jittered_ms(Duration::ZERO, seed)).collect();
+        assert!(values.len() > 10, "only {} distinct values", values.len());
+    }
+}
