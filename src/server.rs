@@ -89,6 +89,13 @@ impl Shared {
         self.lock_live().len()
     }
 
+    /// Whether a request that is not a stream must be refused with `503`:
+    /// the streams are at their limit and half the headroom is in use too
+    /// (the other half stays free to tell stream clients to come back).
+    fn plain_requests_full(&self) -> bool {
+        self.live_connections() > self.max_clients + OVERLOAD_HEADROOM / 2
+    }
+
     fn lock_live(&self) -> MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -251,7 +258,7 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
             return reject(&stream, id, peer, reply, error.reason());
         }
     };
-    if !matches!(route, Route::Stream { .. }) && shared.live_connections() > shared.max_clients {
+    if !matches!(route, Route::Stream { .. }) && shared.plain_requests_full() {
         let reply = Reply::text(503, "server is full")
             .with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string());
         return reject(&stream, id, peer, reply, "server full");
