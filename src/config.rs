@@ -117,7 +117,9 @@ pub fn parse_args(
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
             _ => (arg, None),
         };
         match flag.as_str() {
@@ -187,7 +189,11 @@ pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, ConfigError> 
         .find(|character: char| !character.is_ascii_digit())
         .unwrap_or(value.len());
     let (number, unit) = value.split_at(digits_end);
-    let bad = || ConfigError(format!("{flag}: not a duration (like 500ms, 3s, 1m): {value}"));
+    let bad = || {
+        ConfigError(format!(
+            "{flag}: not a duration (like 500ms, 3s, 1m): {value}"
+        ))
+    };
     let number: u64 = number.parse().map_err(|_| bad())?;
     let milliseconds = match unit {
         "ms" => Some(number),
@@ -215,7 +221,9 @@ fn parse_header_value(flag: &str, value: &str) -> Result<String, ConfigError> {
     if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_graphic()) {
         Ok(value.to_string())
     } else {
-        Err(ConfigError(format!("{flag}: must be printable ASCII without spaces")))
+        Err(ConfigError(format!(
+            "{flag}: must be printable ASCII without spaces"
+        )))
     }
 }
 
@@ -251,7 +259,17 @@ mod tests {
             verbose: true,
             ..Config::default()
         };
-        check_config(&["--bind", "::1", "--port=0", "--interval", "50ms", "--verbose"], expected);
+        check_config(
+            &[
+                "--bind",
+                "::1",
+                "--port=0",
+                "--interval",
+                "50ms",
+                "--verbose",
+            ],
+            expected,
+        );
     }
 
     #[test]
@@ -281,10 +299,22 @@ mod tests {
         check_error(&["--nope"], "unknown flag: --nope (see --help)");
         check_error(&["--port"], "--port needs a value");
         check_error(&["--port", "70000"], "--port: not a valid number: 70000");
-        check_error(&["--bind", "localhost"], "--bind: not an IP address: localhost");
-        check_error(&["--interval", "3"], "--interval: not a duration (like 500ms, 3s, 1m): 3");
-        check_error(&["--write-timeout", "0"], "--write-timeout: must be more than 0");
-        check_error(&["--allow-origin", "a\r\nX: y"], "--allow-origin: must be printable ASCII without spaces");
+        check_error(
+            &["--bind", "localhost"],
+            "--bind: not an IP address: localhost",
+        );
+        check_error(
+            &["--interval", "3"],
+            "--interval: not a duration (like 500ms, 3s, 1m): 3",
+        );
+        check_error(
+            &["--write-timeout", "0"],
+            "--write-timeout: must be more than 0",
+        );
+        check_error(
+            &["--allow-origin", "a\r\nX: y"],
+            "--allow-origin: must be printable ASCII without spaces",
+        );
     }
 
     #[test]

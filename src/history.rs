@@ -102,7 +102,10 @@ impl History {
         if after_id >= self.last_id {
             return Replay::default();
         }
-        let first_retained = self.events.front().map_or(self.last_id + 1, |event| event.id);
+        let first_retained = self
+            .events
+            .front()
+            .map_or(self.last_id + 1, |event| event.id);
         let gap = (after_id + 1 < first_retained).then(|| (after_id + 1, first_retained - 1));
         let events = self
             .events
@@ -132,7 +135,13 @@ mod tests {
     }
 
     #[track_caller]
-    fn check(history: &History, user_id: &str, after_id: u64, gap: Option<(u64, u64)>, ids: &[u64]) {
+    fn check(
+        history: &History,
+        user_id: &str,
+        after_id: u64,
+        gap: Option<(u64, u64)>,
+        ids: &[u64],
+    ) {
         let replay = history.replay(user_id, after_id);
         let replayed: Vec<u64> = replay.events.iter().map(|event| event.id).collect();
         assert_eq!((replay.gap, replayed.as_slice()), (gap, ids));

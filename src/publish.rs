@@ -48,7 +48,9 @@ pub fn handle(
     if let Err(reply) = authorize(shared.config.publish_token.as_deref(), peer, request) {
         return reply;
     }
-    let body = match body_length(request).and_then(|length| read_body(stream, request, leftover, length)) {
+    let body = match body_length(request)
+        .and_then(|length| read_body(stream, request, leftover, length))
+    {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -108,7 +110,10 @@ pub fn deliver_each(
             .chunks(chunk_size)
             .map(|chunk| scope.spawn(move || count_chunk(chunk)))
             .collect();
-        handles.into_iter().map(|handle| handle.join().unwrap_or(0)).sum()
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or(0))
+            .sum()
     })
 }
 
@@ -129,7 +134,9 @@ fn authorize(token: Option<&str>, peer: SocketAddr, request: &Request) -> Result
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
         .map(|(_, credentials)| credentials.trim());
     match presented {
-        None => Err(Reply::text(401, "bearer token required").with_header("WWW-Authenticate", "Bearer")),
+        None => {
+            Err(Reply::text(401, "bearer token required").with_header("WWW-Authenticate", "Bearer"))
+        }
         Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(Reply::text(403, "wrong token")),
     }
@@ -238,7 +245,10 @@ mod tests {
         check_length("Content-Length: 5, 5\r\n", Ok(5));
         check_length("", Err(411));
         check_length("Transfer-Encoding: chunked\r\n", Err(411));
-        check_length("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", Err(400));
+        check_length(
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            Err(400),
+        );
         check_length("Content-Length: 5\r\nContent-Length: 6\r\n", Err(400));
         check_length("Content-Length: 5, 6\r\n", Err(400));
         check_length("Content-Length: +5\r\n", Err(400));
@@ -250,10 +260,17 @@ mod tests {
     }
 
     #[track_caller]
-    fn check_auth(token: Option<&str>, peer: &str, authorization: Option<&str>, expected: Result<(), u16>) {
-        let header = authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
+    fn check_auth(
+        token: Option<&str>,
+        peer: &str,
+        authorization: Option<&str>,
+        expected: Result<(), u16>,
+    ) {
+        let header =
+            authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
         let request = request(&format!("POST /broadcast HTTP/1.1\r\n{header}\r\n"));
-        let actual = authorize(token, peer.parse().unwrap(), &request).map_err(|reply| reply.status);
+        let actual =
+            authorize(token, peer.parse().unwrap(), &request).map_err(|reply| reply.status);
         assert_eq!(actual, expected);
     }
 
@@ -270,9 +287,24 @@ mod tests {
         check_auth(Some("s3cret"), "192.0.2.1:1", Some("Bearer s3cret"), Ok(()));
         check_auth(Some("s3cret"), "192.0.2.1:1", Some("bearer s3cret"), Ok(()));
         check_auth(Some("s3cret"), "127.0.0.1:1", None, Err(401));
-        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Basic czNjcmV0"), Err(401));
-        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Bearer s3creT"), Err(403));
-        check_auth(Some("s3cret"), "127.0.0.1:1", Some("Bearer s3cre"), Err(403));
+        check_auth(
+            Some("s3cret"),
+            "127.0.0.1:1",
+            Some("Basic czNjcmV0"),
+            Err(401),
+        );
+        check_auth(
+            Some("s3cret"),
+            "127.0.0.1:1",
+            Some("Bearer s3creT"),
+            Err(403),
+        );
+        check_auth(
+            Some("s3cret"),
+            "127.0.0.1:1",
+            Some("Bearer s3cre"),
+            Err(403),
+        );
     }
 
     #[test]

@@ -79,7 +79,9 @@ impl EndReason {
     }
 
     fn from_code(code: u8) -> Option<EndReason> {
-        EndReason::ALL.get(usize::from(code).checked_sub(1)?).copied()
+        EndReason::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
     }
 
     /// Classifies a failed write: a timeout means the client is not reading.
@@ -195,18 +197,18 @@ impl Connection {
     /// socket down. Shutting down makes the owner's blocked `peek` return at
     /// once, so it deregisters and logs without waiting for its timeout.
     pub fn end(&self, reason: EndReason) {
-        let _ = self
-            .end_reason
-            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.end_reason
+                .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
     /// Records why the stream ended without touching the socket (the owner
     /// thread's own discovery: EOF, reset). The first reason wins.
     pub fn note_end(&self, reason: EndReason) -> EndReason {
-        let _ = self
-            .end_reason
-            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.end_reason
+                .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
         self.end_reason().unwrap_or(reason)
     }
 
@@ -288,11 +290,14 @@ impl Registry {
         if self.connection_count() >= max_connections {
             return None;
         }
-        let user = users.entry(connection.user_id.clone()).or_insert_with(|| User {
-            since_ms: now_ms(),
-            connections: HashMap::new(),
-        });
-        user.connections.insert(connection.id, Arc::clone(&connection));
+        let user = users
+            .entry(connection.user_id.clone())
+            .or_insert_with(|| User {
+                since_ms: now_ms(),
+                connections: HashMap::new(),
+            });
+        user.connections
+            .insert(connection.id, Arc::clone(&connection));
         let counts = self.store_counts(users.len(), 1);
         let registration = Registration {
             registry: self,
@@ -416,12 +421,36 @@ mod tests {
     fn second_tab_of_a_user_counts_once_and_survives_the_first_closing() {
         let registry = Registry::new();
         let (first, counts) = registry.register(connection(1, "alice"), 10).unwrap();
-        assert_eq!(counts, Counts { users: 1, connections: 1 });
+        assert_eq!(
+            counts,
+            Counts {
+                users: 1,
+                connections: 1
+            }
+        );
         let (second, counts) = registry.register(connection(2, "alice"), 10).unwrap();
-        assert_eq!(counts, Counts { users: 1, connections: 2 });
-        assert_eq!(first.finish(), Counts { users: 1, connections: 1 });
+        assert_eq!(
+            counts,
+            Counts {
+                users: 1,
+                connections: 2
+            }
+        );
+        assert_eq!(
+            first.finish(),
+            Counts {
+                users: 1,
+                connections: 1
+            }
+        );
         assert_eq!(registry.connections_of("alice").len(), 1);
-        assert_eq!(second.finish(), Counts { users: 0, connections: 0 });
+        assert_eq!(
+            second.finish(),
+            Counts {
+                users: 0,
+                connections: 0
+            }
+        );
         assert_eq!(registry.user_count(), 0);
     }
 
@@ -472,7 +501,11 @@ mod tests {
     #[test]
     fn pushed_events_are_not_sent_twice() {
         let connection = connection(1, "a");
-        assert_eq!(connection.send_pushed(4, b"x"), Ok(false), "not started yet");
+        assert_eq!(
+            connection.send_pushed(4, b"x"),
+            Ok(false),
+            "not started yet"
+        );
         connection.send_start(|| (Vec::new(), 5)).unwrap();
         assert_eq!(connection.send_pushed(5, b"x"), Ok(false));
         assert_eq!(connection.send_pushed(6, b"y"), Ok(true));

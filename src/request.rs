@@ -175,7 +175,6 @@ impl Request {
             .filter(move |header| header.name.eq_ignore_ascii_case(name))
             .map(|header| header.value.as_str())
     }
-
 }
 
 /// Parses the request head at the start of `buf`.
@@ -277,7 +276,10 @@ fn check_partial_request_line(line_so_far: &[u8], total: usize) -> Result<Parse,
     if total > MAX_HEAD_BYTES {
         return Err(RequestError::TargetTooLong);
     }
-    let method_so_far = line_so_far.split(|&byte| byte == b' ').next().unwrap_or(b"");
+    let method_so_far = line_so_far
+        .split(|&byte| byte == b' ')
+        .next()
+        .unwrap_or(b"");
     if !method_so_far.iter().all(|&byte| is_tchar(byte)) {
         return Err(RequestError::BadRequestLine);
     }
@@ -332,9 +334,7 @@ fn parse_method(token: &[u8]) -> Result<Method, RequestError> {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
-        "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
-            Method::OtherStandard(name)
-        }
+        "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => Method::OtherStandard(name),
         _ => Method::Unknown(name),
     })
 }
@@ -462,7 +462,12 @@ mod tests {
             Ok(Parse::Complete { request, head_len }) => summarize(&request, head_len),
             Err(error) => format!("{error:?}"),
         };
-        assert_eq!(actual, expected, "input: {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            actual,
+            expected,
+            "input: {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 
     fn summarize(request: &Request, head_len: usize) -> String {
@@ -479,7 +484,10 @@ mod tests {
 
     #[test]
     fn simple_get_is_complete() {
-        check(b"GET /sse/alice HTTP/1.1\r\nHost: x\r\n\r\n", "Get /sse/alice Http11 Host=x +36");
+        check(
+            b"GET /sse/alice HTTP/1.1\r\nHost: x\r\n\r\n",
+            "Get /sse/alice Http11 Host=x +36",
+        );
     }
 
     #[test]
@@ -494,7 +502,10 @@ mod tests {
 
     #[test]
     fn query_is_split_from_path() {
-        check(b"GET /sse/a?lastEventId=4 HTTP/1.1\r\n\r\n", "Get /sse/a ?lastEventId=4 Http11 +37");
+        check(
+            b"GET /sse/a?lastEventId=4 HTTP/1.1\r\n\r\n",
+            "Get /sse/a ?lastEventId=4 Http11 +37",
+        );
     }
 
     #[test]
@@ -514,7 +525,10 @@ mod tests {
 
     #[test]
     fn header_value_whitespace_is_trimmed() {
-        check(b"GET / HTTP/1.1\r\nA: \t v w \t\r\n\r\n", "Get / Http11 A=v w +30");
+        check(
+            b"GET / HTTP/1.1\r\nA: \t v w \t\r\n\r\n",
+            "Get / Http11 A=v w +30",
+        );
     }
 
     #[test]
@@ -535,14 +549,20 @@ mod tests {
     fn methods_are_case_sensitive_and_classified() {
         check(b"HEAD / HTTP/1.1\r\n\r\n", "Head / Http11 +19");
         check(b"POST / HTTP/1.1\r\n\r\n", "Post / Http11 +19");
-        check(b"DELETE / HTTP/1.1\r\n\r\n", "OtherStandard(\"DELETE\") / Http11 +21");
+        check(
+            b"DELETE / HTTP/1.1\r\n\r\n",
+            "OtherStandard(\"DELETE\") / Http11 +21",
+        );
         check(b"get / HTTP/1.1\r\n\r\n", "Unknown(\"get\") / Http11 +18");
         check(b"BREW / HTTP/1.1\r\n\r\n", "Unknown(\"BREW\") / Http11 +19");
     }
 
     #[test]
     fn absolute_form_is_reduced_to_its_path() {
-        check(b"GET http://h:3000/sse/a?x HTTP/1.1\r\n\r\n", "Get /sse/a ?x Http11 +38");
+        check(
+            b"GET http://h:3000/sse/a?x HTTP/1.1\r\n\r\n",
+            "Get /sse/a ?x Http11 +38",
+        );
         check(b"GET HTTP://h HTTP/1.1\r\n\r\n", "Get / Http11 +25");
     }
 
@@ -566,7 +586,10 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_before_the_line_ends() {
-        check(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "BadRequestLine");
+        check(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            "BadRequestLine",
+        );
         check(b"\x00\x00\x00", "BadRequestLine");
         check(b"GE\x00T", "BadRequestLine");
         check(b"GET /a\x00b", "BadRequestLine");
@@ -596,7 +619,10 @@ mod tests {
 
     #[test]
     fn obs_text_in_values_is_kept_lossily() {
-        check(b"GET / HTTP/1.1\r\nA: \xff\r\n\r\n", "Get / Http11 A=\u{fffd} +24");
+        check(
+            b"GET / HTTP/1.1\r\nA: \xff\r\n\r\n",
+            "Get / Http11 A=\u{fffd} +24",
+        );
     }
 
     #[test]
@@ -611,7 +637,10 @@ mod tests {
         check(long_line.as_bytes(), "TargetTooLong");
         let unfinished_line = format!("GET /{}", "a".repeat(MAX_HEAD_BYTES));
         check(unfinished_line.as_bytes(), "TargetTooLong");
-        let big_header = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "v".repeat(MAX_HEAD_BYTES));
+        let big_header = format!(
+            "GET / HTTP/1.1\r\nA: {}\r\n\r\n",
+            "v".repeat(MAX_HEAD_BYTES)
+        );
         check(big_header.as_bytes(), "HeadTooLarge");
         let unfinished_header = format!("GET / HTTP/1.1\r\nA: {}", "v".repeat(MAX_HEAD_BYTES));
         check(unfinished_header.as_bytes(), "HeadTooLarge");

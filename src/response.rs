@@ -29,7 +29,11 @@ pub struct Reply {
 impl Reply {
     /// A `text/plain` reply; the body gets a final line break.
     pub fn text(status: u16, body: &str) -> Reply {
-        Reply::new(status, "text/plain; charset=utf-8", format!("{body}\n").into_bytes())
+        Reply::new(
+            status,
+            "text/plain; charset=utf-8",
+            format!("{body}\n").into_bytes(),
+        )
     }
 
     /// An `application/json` reply.
@@ -153,7 +157,9 @@ mod tests {
     #[test]
     fn extra_headers_come_before_connection() {
         check(
-            Reply::text(405, "x").with_header("Allow", "GET, HEAD").to_bytes(false),
+            Reply::text(405, "x")
+                .with_header("Allow", "GET, HEAD")
+                .to_bytes(false),
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
              Content-Length: 2\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nx\n",
         );

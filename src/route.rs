@@ -268,7 +268,11 @@ mod tests {
         check(Method::Get, "/sse/a%2", Err(RouteError::BadPercentEncoding));
         let longest = "x".repeat(MAX_USER_ID_BYTES);
         check(Method::Get, &format!("/sse/{longest}"), stream(&longest));
-        check(Method::Get, &format!("/sse/{longest}x"), Err(RouteError::BadUserId));
+        check(
+            Method::Get,
+            &format!("/sse/{longest}x"),
+            Err(RouteError::BadUserId),
+        );
     }
 
     #[test]
@@ -288,7 +292,11 @@ mod tests {
         let post_only = Err(RouteError::MethodNotAllowed { allow: POST_ONLY });
         check(Method::Get, "/broadcast", post_only.clone());
         check(Method::Get, "/send/a", post_only);
-        check(Method::Unknown("get".into()), "/sse/a", Err(RouteError::NotImplemented));
+        check(
+            Method::Unknown("get".into()),
+            "/sse/a",
+            Err(RouteError::NotImplemented),
+        );
     }
 
     #[test]
@@ -301,10 +309,26 @@ mod tests {
                 event: Some("chat.v1".into()),
             }),
         );
-        check(Method::Post, "/broadcast", Ok(Route::Broadcast { event: None }));
-        check(Method::Post, "/broadcast?event=", Err(RouteError::BadEventName));
-        check(Method::Post, "/broadcast?event=a%0Ab", Err(RouteError::BadEventName));
-        check(Method::Post, "/broadcast?event=a b", Err(RouteError::BadEventName));
+        check(
+            Method::Post,
+            "/broadcast",
+            Ok(Route::Broadcast { event: None }),
+        );
+        check(
+            Method::Post,
+            "/broadcast?event=",
+            Err(RouteError::BadEventName),
+        );
+        check(
+            Method::Post,
+            "/broadcast?event=a%0Ab",
+            Err(RouteError::BadEventName),
+        );
+        check(
+            Method::Post,
+            "/broadcast?event=a b",
+            Err(RouteError::BadEventName),
+        );
         let too_long = "e".repeat(MAX_EVENT_NAME_BYTES + 1);
         check(
             Method::Post,
@@ -327,7 +351,13 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b%2b", false), Ok(b"a b+".to_vec()));
         assert_eq!(percent_decode("a+b", true), Ok(b"a b".to_vec()));
-        assert_eq!(percent_decode("%", false), Err(RouteError::BadPercentEncoding));
-        assert_eq!(percent_decode("%g0", false), Err(RouteError::BadPercentEncoding));
+        assert_eq!(
+            percent_decode("%", false),
+            Err(RouteError::BadPercentEncoding)
+        );
+        assert_eq!(
+            percent_decode("%g0", false),
+            Err(RouteError::BadPercentEncoding)
+        );
     }
 }

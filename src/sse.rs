@@ -101,7 +101,11 @@ fn split_lines(data: &str) -> impl Iterator<Item = &str> {
         let text = rest?;
         match text.find(['\r', '\n']) {
             Some(index) => {
-                let break_len = if text[index..].starts_with("\r\n") { 2 } else { 1 };
+                let break_len = if text[index..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&text[index + break_len..]);
                 Some(&text[..index])
             }
@@ -132,7 +136,10 @@ mod tests {
     fn tick_frame_matches_the_original() {
         let mut out = Vec::new();
         write_tick(&mut out, r#""alice""#, 2, 1732435200000);
-        check(out, "data: {\"userId\":\"alice\",\"users\":2,\"time\":1732435200000}\n\n");
+        check(
+            out,
+            "data: {\"userId\":\"alice\",\"users\":2,\"time\":1732435200000}\n\n",
+        );
     }
 
     #[test]
@@ -142,7 +149,10 @@ mod tests {
 
     #[test]
     fn named_event() {
-        check(event(6, Some("chat"), "hi"), "id: 6\nevent: chat\ndata: hi\n\n");
+        check(
+            event(6, Some("chat"), "hi"),
+            "id: 6\nevent: chat\ndata: hi\n\n",
+        );
     }
 
     #[test]
@@ -150,13 +160,19 @@ mod tests {
         check(event(1, None, "a\nb"), "id: 1\ndata: a\ndata: b\n\n");
         check(event(1, None, "a\r\nb"), "id: 1\ndata: a\ndata: b\n\n");
         check(event(1, None, "a\rb"), "id: 1\ndata: a\ndata: b\n\n");
-        check(event(1, None, "a\n\nb"), "id: 1\ndata: a\ndata: \ndata: b\n\n");
+        check(
+            event(1, None, "a\n\nb"),
+            "id: 1\ndata: a\ndata: \ndata: b\n\n",
+        );
         check(event(1, None, "a\r\n"), "id: 1\ndata: a\ndata: \n\n");
     }
 
     #[test]
     fn injected_fields_stay_inside_data() {
-        check(event(1, None, "x\n\nid: 99\nevent: evil"), "id: 1\ndata: x\ndata: \ndata: id: 99\ndata: event: evil\n\n");
+        check(
+            event(1, None, "x\n\nid: 99\nevent: evil"),
+            "id: 1\ndata: x\ndata: \ndata: id: 99\ndata: event: evil\n\n",
+        );
     }
 
     #[test]
@@ -169,7 +185,10 @@ mod tests {
         let mut out = Vec::new();
         write_retry(&mut out, 3250);
         write_gap(&mut out, 4, 9);
-        check(out, "retry: 3250\n\nid: 9\nevent: gap\ndata: {\"from\":4,\"to\":9}\n\n");
+        check(
+            out,
+            "retry: 3250\n\nid: 9\nevent: gap\ndata: {\"from\":4,\"to\":9}\n\n",
+        );
     }
 
     #[test]

@@ -156,7 +156,10 @@ fn wait_loop(shared: &Shared, connection: &Connection) -> EndReason {
                     return reason;
                 }
                 if shared.config.verbose {
-                    log!("tick user={user_id_json} conn={} users={users}", connection.id);
+                    log!(
+                        "tick user={user_id_json} conn={} users={users}",
+                        connection.id
+                    );
                 }
                 next_tick = Some(next_boundary(shared.started, every, now));
                 continue;
@@ -226,7 +229,8 @@ fn wait_for_client(
 /// again instead of returning at once forever.
 fn discard_input(connection: &Connection) -> Wake {
     let mut sink = [0u8; 512];
-    match (&*connection.stream()).read(&mut sink) {
+    let mut socket = connection.stream();
+    match socket.read(&mut sink) {
         Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
         Ok(count) => Wake::Data(count),
         Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
@@ -292,8 +296,9 @@ mod tests {
 
     #[test]
     fn jitter_varies() {
-        let values: std::collections::HashSet<u64> =
-            (0..50).map(|seed| jittered_ms(Duration::ZERO, seed)).collect();
+        let values: std::collections::HashSet<u64> = (0..50)
+            .map(|seed| jittered_ms(Duration::ZERO, seed))
+            .collect();
         assert!(values.len() > 10, "only {} distinct values", values.len());
     }
 }
