@@ -12,35 +12,42 @@
 //! break into a `data:` line, so none can end an SSE event early or inject a
 //! field of its own.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+
+/// Displays a `&str` as a quoted, escaped JSON string, without allocating:
+/// `format!("user={}", Quoted("a\"b"))` gives `user="a\"b"`.
+#[derive(Debug, Clone, Copy)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        out.write_char('"')?;
+        for character in self.0.chars() {
+            match character {
+                '"' => out.write_str("\\\"")?,
+                '\\' => out.write_str("\\\\")?,
+                '\n' => out.write_str("\\n")?,
+                '\r' => out.write_str("\\r")?,
+                '\t' => out.write_str("\\t")?,
+                '\u{08}' => out.write_str("\\b")?,
+                '\u{0c}' => out.write_str("\\f")?,
+                control if (control as u32) < 0x20 => write!(out, "\\u{:04x}", control as u32)?,
+                other => out.write_char(other)?,
+            }
+        }
+        out.write_char('"')
+    }
+}
 
 /// Appends `value` to `out` as a quoted JSON string.
 pub fn write_string(out: &mut String, value: &str) {
-    out.push('"');
-    for character in value.chars() {
-        match character {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            control if (control as u32) < 0x20 => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", control as u32);
-            }
-            other => out.push(other),
-        }
-    }
-    out.push('"');
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{}", Quoted(value));
 }
 
 /// `value` as a quoted JSON string.
 pub fn string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    write_string(&mut out, value);
-    out
+    Quoted(value).to_string()
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub fn publish(shared: &Shared, target: Target, event: Option<&str>, data: &str)
         matches!(connection.send_pushed(stored.id, &stored.frame), Ok(true))
     });
     let target_text = match &stored.target {
-        Target::User(user_id) => format!("user:{}", json::string(user_id)),
+        Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
         Target::All => "all".to_string(),
     };
     log!(

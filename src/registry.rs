@@ -157,16 +157,21 @@ impl Connection {
         }
     }
 
-    /// Builds and writes the start of the stream (headers, comment,
-    /// `retry:`, replay) while holding the writer. `build` returns the bytes
-    /// and the newest event id they account for; live delivery then skips
+    /// Builds the start of the stream (headers, comment, `retry:`, replay)
+    /// into `bytes` and writes it, while holding the writer. `build` returns
+    /// the newest event id the bytes account for; live delivery then skips
     /// anything up to that id. A publisher that finds this connection before
     /// it started skips it: its event is already in history, so in the
     /// snapshot `build` takes.
-    pub fn send_start(&self, build: impl FnOnce() -> (Vec<u8>, u64)) -> Result<(), EndReason> {
+    pub fn send_start(
+        &self,
+        bytes: &mut Vec<u8>,
+        build: impl FnOnce(&mut Vec<u8>) -> u64,
+    ) -> Result<(), EndReason> {
         let mut last_pushed = self.lock_writer();
-        let (bytes, last_id) = build();
-        self.write_locked(&bytes)?;
+        bytes.clear();
+        let last_id = build(bytes);
+        self.write_locked(bytes)?;
         *last_pushed = Some(last_id);
         Ok(())
     }
@@ -506,7 +511,7 @@ mod tests {
             Ok(false),
             "not started yet"
         );
-        connection.send_start(|| (Vec::new(), 5)).unwrap();
+        connection.send_start(&mut Vec::new(), |_| 5).unwrap();
         assert_eq!(connection.send_pushed(5, b"x"), Ok(false));
         assert_eq!(connection.send_pushed(6, b"y"), Ok(true));
     }

@@ -328,14 +328,16 @@ fn parse_method(token: &[u8]) -> Result<Method, RequestError> {
     if token.is_empty() || !token.iter().all(|&byte| is_tchar(byte)) {
         return Err(RequestError::BadRequestLine);
     }
-    // Every byte is a tchar, hence ASCII, so this cannot fail.
-    let name = String::from_utf8_lossy(token).into_owned();
-    Ok(match name.as_str() {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
-        "POST" => Method::Post,
-        "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => Method::OtherStandard(name),
-        _ => Method::Unknown(name),
+    // Every byte is a tchar, hence ASCII, so the lossy conversion is exact.
+    let name = || String::from_utf8_lossy(token).into_owned();
+    Ok(match token {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        b"POST" => Method::Post,
+        b"PUT" | b"DELETE" | b"CONNECT" | b"OPTIONS" | b"TRACE" | b"PATCH" => {
+            Method::OtherStandard(name())
+        }
+        _ => Method::Unknown(name()),
     })
 }
 

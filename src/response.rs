@@ -79,21 +79,29 @@ impl Reply {
     }
 }
 
-/// The status line and headers that start an event stream. The original's
-/// headers, with `charset=utf-8` (event streams are always UTF-8, WHATWG
-/// §9.2.5) and `no-transform` (so no proxy recompresses or rewrites it).
-/// `X-Accel-Buffering: no` tells nginx not to hold frames back.
-pub fn stream_head(allow_origin: Option<&str>) -> Vec<u8> {
-    let mut head = status_line(200);
-    head.push_str("Content-Type: text/event-stream; charset=utf-8\r\n");
-    head.push_str("Cache-Control: no-cache, no-transform\r\n");
-    head.push_str("Connection: keep-alive\r\n");
-    head.push_str("X-Accel-Buffering: no\r\n");
+/// Appends the status line and headers that start an event stream. The
+/// original's headers, with `charset=utf-8` (event streams are always UTF-8,
+/// WHATWG §9.2.5) and `no-transform` (so no proxy recompresses or rewrites
+/// it). `X-Accel-Buffering: no` tells nginx not to hold frames back.
+pub fn write_stream_head(out: &mut Vec<u8>, allow_origin: Option<&str>) {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    out.extend_from_slice(b"Content-Type: text/event-stream; charset=utf-8\r\n");
+    out.extend_from_slice(b"Cache-Control: no-cache, no-transform\r\n");
+    out.extend_from_slice(b"Connection: keep-alive\r\n");
+    out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
     if let Some(origin) = allow_origin {
-        let _ = write!(head, "Access-Control-Allow-Origin: {origin}\r\n");
+        out.extend_from_slice(b"Access-Control-Allow-Origin: ");
+        out.extend_from_slice(origin.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    head.push_str("\r\n");
-    head.into_bytes()
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`write_stream_head`] into a new buffer.
+pub fn stream_head(allow_origin: Option<&str>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    write_stream_head(&mut head, allow_origin);
+    head
 }
 
 /// `HTTP/1.1 200 OK\r\n`. We answer HTTP/1.0 clients with HTTP/1.1 too, as

@@ -87,20 +87,22 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
     if let Method::Unknown(_) = method {
         return Err(RouteError::NotImplemented);
     }
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    match segments.as_slice() {
-        [""] => read_only(method, |head_only| Route::Demo { head_only }),
-        ["users"] => read_only(method, |head_only| Route::Users { head_only }),
-        ["sse", user_id] => {
+    // The path starts with `/` (request.rs checks), so skip the empty
+    // segment before it and look at up to three more.
+    let mut segments = path.split('/').skip(1);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(""), None, None) => read_only(method, |head_only| Route::Demo { head_only }),
+        (Some("users"), None, None) => read_only(method, |head_only| Route::Users { head_only }),
+        (Some("sse"), Some(user_id), None) => {
             let user_id = parse_user_id(user_id)?;
             read_only(method, |head_only| Route::Stream { user_id, head_only })
         }
-        ["send", user_id] => {
+        (Some("send"), Some(user_id), None) => {
             let user_id = parse_user_id(user_id)?;
             let event = parse_event_name(query)?;
             post_only(method, Route::Send { user_id, event })
         }
-        ["broadcast"] => {
+        (Some("broadcast"), None, None) => {
             let event = parse_event_name(query)?;
             post_only(method, Route::Broadcast { event })
         }

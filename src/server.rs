@@ -184,7 +184,7 @@ fn backoff_after_accept_error(error: &io::Error, failures_in_burst: u64) {
     if failures_in_burst == 1 {
         log!(
             "accept-error error={} backoff={}ms",
-            json::string(&error.to_string()),
+            json::Quoted(&error.to_string()),
             ACCEPT_BACKOFF.as_millis()
         );
     }
@@ -232,7 +232,7 @@ fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: 
     let _ = stream.shutdown(Shutdown::Both);
     log!(
         "reject status=503 reason={} conn={id} peer={peer}",
-        json::string(reason)
+        json::Quoted(reason)
     );
 }
 
@@ -303,7 +303,7 @@ fn dispatch(
             finish_reply(stream, &head);
             log!(
                 "reply status=200 method=HEAD path={} conn={id} peer={peer}",
-                json::string(&request.path)
+                json::Quoted(&request.path)
             );
             return;
         }
@@ -329,7 +329,7 @@ fn dispatch(
         "reply status={} method={} path={} conn={id} peer={peer}",
         reply.status,
         request.method.as_str(),
-        json::string(&request.path)
+        json::Quoted(&request.path)
     );
 }
 
@@ -457,7 +457,7 @@ fn reject(stream: &TcpStream, id: u64, peer: SocketAddr, reply: Reply, reason: &
     log!(
         "reject status={} reason={} conn={id} peer={peer}",
         reply.status,
-        json::string(reason)
+        json::Quoted(reason)
     );
 }
 

@@ -31,6 +31,8 @@
 
 use std::io::Write;
 
+use crate::json::Quoted;
+
 /// The comment written first on every stream, as the original does: it
 /// makes the response start at once, so the client (and any proxy) sees the
 /// stream is open before the first frame.
@@ -54,12 +56,13 @@ pub fn write_retry(out: &mut Vec<u8>, milliseconds: u64) {
 /// Appends the original example's timer frame:
 /// `data: {"userId":"alice","users":2,"time":1732435200000}`.
 ///
-/// `user_id_json` is the userId already written as a JSON string (quoted and
-/// escaped, see `json.rs`), computed once per connection.
-pub fn write_tick(out: &mut Vec<u8>, user_id_json: &str, users: usize, time_ms: u128) {
+/// The userId is JSON-escaped on the way (see `json.rs`), so whatever it
+/// holds stays inside the one `data:` line.
+pub fn write_tick(out: &mut Vec<u8>, user_id: &str, users: usize, time_ms: u128) {
     let _ = write!(
         out,
-        "data: {{\"userId\":{user_id_json},\"users\":{users},\"time\":{time_ms}}}\n\n"
+        "data: {{\"userId\":{},\"users\":{users},\"time\":{time_ms}}}\n\n",
+        Quoted(user_id)
     );
 }
 
@@ -135,11 +138,18 @@ mod tests {
     #[test]
     fn tick_frame_matches_the_original() {
         let mut out = Vec::new();
-        write_tick(&mut out, r#""alice""#, 2, 1732435200000);
+        write_tick(&mut out, "alice", 2, 1732435200000);
         check(
             out,
             "data: {\"userId\":\"alice\",\"users\":2,\"time\":1732435200000}\n\n",
         );
+    }
+
+    #[test]
+    fn tick_escapes_the_user_id() {
+        let mut out = Vec::new();
+        write_tick(&mut out, "a\"\nb", 1, 5);
+        check(out, "data: {\"userId\":\"a\\\"\\nb\",\"users\":1,\"time\":5}\n\n");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::json;
 use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
 use crate::log;
 use crate::registry::{now_ms, Connection, Counts, EndReason};
-use crate::response::stream_head;
+use crate::response::{stream_head, write_stream_head};
 use crate::server::Shared;
 use crate::sse;
 
@@ -41,6 +41,10 @@ use crate::sse;
 /// much after the wanted deadline: one `setsockopt` saved per tick, at the
 /// price of a tick up to this late (the schedule itself never drifts).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+
+/// Room for the response head plus `retry:`, and for any tick frame (the
+/// userId is at most 128 bytes, six times that escaped).
+const FRAME_BUFFER_BYTES: usize = 256;
 
 /// Serves `GET /sse/{user_id}` (or `HEAD`) until the client leaves, the
 /// stream fails, or the server shuts down.
@@ -61,14 +65,18 @@ pub fn serve(
     let connection = Arc::clone(&registration.connection);
     log!(
         "open user={} conn={} users={} conns={} peer={}",
-        json::string(&connection.user_id),
+        json::Quoted(&connection.user_id),
         connection.id,
         counts.users,
         counts.connections,
         peer
     );
-    let reason = match start(shared, &connection, last_event_id) {
-        Ok(()) => wait_loop(shared, &connection),
+    // One buffer for every frame this thread writes, from the headers on:
+    // no allocation per tick, and nothing left behind in the allocator's
+    // per-thread cache for the stream's whole life.
+    let mut frame = Vec::with_capacity(FRAME_BUFFER_BYTES);
+    let reason = match start(shared, &connection, last_event_id, &mut frame) {
+        Ok(()) => wait_loop(shared, &connection, frame),
         Err(reason) => reason,
     };
     let counts = registration.finish();
@@ -80,7 +88,7 @@ pub fn serve(
 pub fn log_close(connection: &Connection, reason: EndReason, counts: Counts) {
     log!(
         "close user={} conn={} users={} conns={} reason={} lived={:.1}s",
-        json::string(&connection.user_id),
+        json::Quoted(&connection.user_id),
         connection.id,
         counts.users,
         counts.connections,
@@ -95,22 +103,23 @@ fn start(
     shared: &Shared,
     connection: &Connection,
     last_event_id: Option<u64>,
+    bytes: &mut Vec<u8>,
 ) -> Result<(), EndReason> {
-    connection.send_start(|| {
-        let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+    connection.send_start(bytes, |bytes| {
+        write_stream_head(bytes, shared.config.allow_origin.as_deref());
         bytes.extend_from_slice(sse::OPENING_COMMENT);
-        sse::write_retry(&mut bytes, jittered_ms(shared.config.retry, connection.id));
+        sse::write_retry(bytes, jittered_ms(shared.config.retry, connection.id));
         let history = shared.lock_history();
         if let Some(after_id) = last_event_id {
             let replay = history.replay(&connection.user_id, after_id);
             if let Some((from, to)) = replay.gap {
-                sse::write_gap(&mut bytes, from, to);
+                sse::write_gap(bytes, from, to);
             }
             for event in &replay.events {
                 bytes.extend_from_slice(&event.frame);
             }
         }
-        (bytes, history.last_id())
+        history.last_id()
     })
 }
 
@@ -137,11 +146,12 @@ enum Wake {
 }
 
 /// Ticks and heartbeats until the stream ends; returns why it ended.
-fn wait_loop(shared: &Shared, connection: &Connection) -> EndReason {
+fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> EndReason {
     let interval = shared.config.interval;
     let heartbeat = shared.config.heartbeat;
-    let user_id_json = json::string(&connection.user_id);
-    let mut frame = Vec::with_capacity(64 + user_id_json.len());
+    if frame.capacity() > FRAME_BUFFER_BYTES {
+        frame = Vec::with_capacity(FRAME_BUFFER_BYTES); // a long replay grew it
+    }
     let mut next_tick = interval.map(|every| next_boundary(shared.started, every, Instant::now()));
     let mut read_timeout = None;
     let mut discarded = 0;
@@ -151,15 +161,13 @@ fn wait_loop(shared: &Shared, connection: &Connection) -> EndReason {
             if tick_at <= now {
                 frame.clear();
                 let users = shared.registry.user_count();
-                sse::write_tick(&mut frame, &user_id_json, users, now_ms());
+                sse::write_tick(&mut frame, &connection.user_id, users, now_ms());
                 if let Err(reason) = connection.send(&frame) {
                     return reason;
                 }
                 if shared.config.verbose {
-                    log!(
-                        "tick user={user_id_json} conn={} users={users}",
-                        connection.id
-                    );
+                    let user = json::Quoted(&connection.user_id);
+                    log!("tick user={user} conn={} users={users}", connection.id);
                 }
                 next_tick = Some(next_boundary(shared.started, every, now));
                 continue;
