@@ -300,12 +300,11 @@ fn dispatch(
             head_only: true, ..
         } => {
             let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
-            finish_reply(stream, &head);
             log!(
                 "reply status=200 method=HEAD path={} conn={id} peer={peer}",
                 json::Quoted(&request.path)
             );
-            return;
+            return finish_reply(stream, &head);
         }
         Route::Demo { head_only } => (Reply::html(DEMO_PAGE), head_only),
         Route::Users { head_only } => (users_reply(shared), head_only),
@@ -324,13 +323,13 @@ fn dispatch(
             )
         }
     };
-    finish_reply(stream, &reply.to_bytes(head_only));
     log!(
         "reply status={} method={} path={} conn={id} peer={peer}",
         reply.status,
         request.method.as_str(),
         json::Quoted(&request.path)
     );
+    finish_reply(stream, &reply.to_bytes(head_only));
 }
 
 /// `GET /users`: counts, and each user with its number of streams.
@@ -451,14 +450,10 @@ fn answer_head_failure(stream: &TcpStream, id: u64, peer: SocketAddr, failure: H
     }
 }
 
-/// Sends an error reply and logs it once: `reject status=404 reason="…"`.
+/// Logs an error reply once (`reject status=404 reason="…"`) and sends it.
 fn reject(stream: &TcpStream, id: u64, peer: SocketAddr, reply: Reply, reason: &str) {
+    log!("reject status={} reason={} conn={id} peer={peer}", reply.status, json::Quoted(reason));
     finish_reply(stream, &reply.to_bytes(false));
-    log!(
-        "reject status={} reason={} conn={id} peer={peer}",
-        reply.status,
-        json::Quoted(reason)
-    );
 }
 
 /// Writes a final reply and closes cleanly.

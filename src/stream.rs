@@ -131,8 +131,8 @@ fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, pee
     let mut bytes = stream_head(shared.config.allow_origin.as_deref());
     sse::write_retry(&mut bytes, jittered_ms(FULL_RETRY, connection_id));
     bytes.extend_from_slice(sse::FULL_COMMENT);
-    crate::server::finish_reply(stream, &bytes);
     log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
+    crate::server::finish_reply(stream, &bytes);
 }
 
 /// What waiting on the socket found.

@@ -18,7 +18,10 @@ const EXPECTED_HEAD: &str = "HTTP/1.1 200 OK\r\n\
     X-Accel-Buffering: no\r\n\r\n";
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// The status line and headers are exactly the original's, plus charset and
@@ -37,9 +40,15 @@ fn comment_comes_first_then_retry_then_frames() {
     let mut client = server.open_stream("alice");
     assert_eq!(client.next_event(), ":\n\n");
     let retry = client.next_event();
-    assert!(retry.starts_with("retry: ") && retry.ends_with("\n\n"), "{retry:?}");
+    assert!(
+        retry.starts_with("retry: ") && retry.ends_with("\n\n"),
+        "{retry:?}"
+    );
     let frame = client.next_event();
-    assert!(frame.starts_with("data: {\"userId\":\"alice\""), "{frame:?}");
+    assert!(
+        frame.starts_with("data: {\"userId\":\"alice\""),
+        "{frame:?}"
+    );
 }
 
 /// Each frame is one `data:` line of compact JSON in the original's key
@@ -50,7 +59,11 @@ fn frames_are_the_originals_json() {
     let mut client = server.open_stream("alice");
     for _ in 0..2 {
         let frame = client.next_tick();
-        let json = frame.strip_prefix("data: ").unwrap().strip_suffix("\n\n").unwrap();
+        let json = frame
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
         assert!(!json.contains('\n') && !frame.contains('\r'), "{frame:?}");
         assert_eq!(json_string(json, "userId"), "alice");
         assert_eq!(json_number(json, "users"), 1);
@@ -72,8 +85,14 @@ fn frames_follow_the_interval() {
         client.next_tick();
     }
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}: too fast");
-    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}: too slow");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "{elapsed:?}: too fast"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "{elapsed:?}: too slow"
+    );
 }
 
 /// `users` counts distinct users: 1, then 2 while bob is there, then 1 again.
@@ -83,10 +102,14 @@ fn user_count_follows_joins_and_leaves() {
     let mut alice = server.open_stream("alice");
     assert!(alice.next_tick().contains("\"users\":1"));
     let bob = server.open_stream("bob");
-    server.wait_for_log("open user=\"bob\"", Duration::from_secs(5)).unwrap();
+    server
+        .wait_for_log("open user=\"bob\"", Duration::from_secs(5))
+        .unwrap();
     assert!(alice.next_tick().contains("\"users\":2"));
     drop(bob);
-    server.wait_for_log("close user=\"bob\"", Duration::from_secs(5)).unwrap();
+    server
+        .wait_for_log("close user=\"bob\"", Duration::from_secs(5))
+        .unwrap();
     assert!(alice.next_tick().contains("\"users\":1"));
 }
 
@@ -97,14 +120,21 @@ fn duplicate_user_id_keeps_both_connections() {
     let server = Server::start(&["--interval", "50ms"]);
     let first = server.open_stream("alice");
     let mut second = server.open_stream("alice");
-    server.wait_for_log_count("open user=\"alice\"", 2, Duration::from_secs(5)).unwrap();
+    server
+        .wait_for_log_count("open user=\"alice\"", 2, Duration::from_secs(5))
+        .unwrap();
     assert!(second.next_tick().contains("\"users\":1"));
     assert_eq!(server.counts(), (1, 2));
     drop(first);
-    server.wait_for_log("close user=\"alice\"", Duration::from_secs(5)).unwrap();
+    server
+        .wait_for_log("close user=\"alice\"", Duration::from_secs(5))
+        .unwrap();
     assert_eq!(server.counts(), (1, 1));
     let frame = second.next_tick();
-    assert!(frame.contains("\"userId\":\"alice\",\"users\":1"), "{frame:?}");
+    assert!(
+        frame.contains("\"userId\":\"alice\",\"users\":1"),
+        "{frame:?}"
+    );
 }
 
 /// With a 10 s interval, a client closing is logged within a second: `peek`
@@ -113,12 +143,20 @@ fn duplicate_user_id_keeps_both_connections() {
 fn close_is_detected_by_peek_long_before_the_next_tick() {
     let server = Server::start(&["--interval", "10s"]);
     let client = server.open_stream("alice");
-    server.wait_for_log("open user=\"alice\"", Duration::from_secs(5)).unwrap();
+    server
+        .wait_for_log("open user=\"alice\"", Duration::from_secs(5))
+        .unwrap();
     let closed_at = Instant::now();
     client.stream.shutdown(Shutdown::Both).unwrap();
     drop(client);
-    let line = server.wait_for_log("close user=\"alice\"", Duration::from_secs(5)).unwrap();
-    assert!(closed_at.elapsed() < Duration::from_secs(1), "took {:?}", closed_at.elapsed());
+    let line = server
+        .wait_for_log("close user=\"alice\"", Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        closed_at.elapsed()
+    );
     assert!(line.contains("reason=eof"), "{line}");
     assert!(line.contains("users=0"), "{line}");
 }
@@ -137,7 +175,11 @@ fn hostile_user_ids_round_trip_through_json() {
     ] {
         let mut client = server.open_stream(encoded);
         let frame = client.next_tick();
-        assert_eq!(frame.matches('\n').count(), 2, "one line per frame: {frame:?}");
+        assert_eq!(
+            frame.matches('\n').count(),
+            2,
+            "one line per frame: {frame:?}"
+        );
         assert_eq!(json_string(&frame, "userId"), decoded);
     }
     let (status, _, _) = server.get("/sse/a%0Ab");
@@ -153,13 +195,22 @@ fn plain_errors() {
         let raw = server.exchange(request);
         let (actual, head, body) = common::split_response(&raw);
         assert_eq!(actual, status, "{:?}", String::from_utf8_lossy(request));
-        assert!(head.contains("Content-Type: text/plain; charset=utf-8"), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; charset=utf-8"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
         assert!(head.contains("Connection: close"), "{head}");
         head
     };
     check(b"GET /nope HTTP/1.1\r\n\r\n", 404);
-    let head = check(b"POST /sse/alice HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405);
+    let head = check(
+        b"POST /sse/alice HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        405,
+    );
     assert!(head.contains("Allow: GET, HEAD"), "{head}");
     check(b"GET /sse/alice\r\n\r\n", 400);
     check(b"GET /sse/%zz HTTP/1.1\r\n\r\n", 400);
@@ -169,7 +220,11 @@ fn plain_errors() {
     check(big.as_bytes(), 431);
     let long_target = format!("GET /sse/{} HTTP/1.1\r\n\r\n", "x".repeat(9000));
     check(long_target.as_bytes(), 414);
-    let rejected = server.log_lines().iter().filter(|line| line.starts_with("reject ")).count();
+    let rejected = server
+        .log_lines()
+        .iter()
+        .filter(|line| line.starts_with("reject "))
+        .count();
     assert_eq!(rejected, 8, "one log line per rejected request");
 }
 
@@ -179,7 +234,9 @@ fn incomplete_head_times_out_with_408() {
     let server = Server::start(&[]);
     let mut stream = server.connect();
     stream.write_all(b"GET /sse/alice HTTP/1.1\r\n").unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let raw = common::read_to_close(&mut stream);
     assert_eq!(common::split_response(&raw).0, 408);
 }
@@ -210,17 +267,25 @@ fn http10_is_served() {
 fn bytes_after_the_request_are_discarded() {
     let server = Server::start(&["--interval", "50ms"]);
     let mut client = server.open_stream("chatty");
-    client.stream.write_all(b"GET /sse/other HTTP/1.1\r\n\r\nhello").unwrap();
+    client
+        .stream
+        .write_all(b"GET /sse/other HTTP/1.1\r\n\r\nhello")
+        .unwrap();
     client.next_tick();
     client.next_tick();
-    assert!(server.log_lines().iter().all(|line| !line.contains("user=\"other\"")));
+    assert!(server
+        .log_lines()
+        .iter()
+        .all(|line| !line.contains("user=\"other\"")));
     let chunk = vec![b'x'; 16 * 1024];
     for _ in 0..8 {
         if client.stream.write_all(&chunk).is_err() {
             break;
         }
     }
-    let line = server.wait_for_log("close user=\"chatty\"", Duration::from_secs(5)).unwrap();
+    let line = server
+        .wait_for_log("close user=\"chatty\"", Duration::from_secs(5))
+        .unwrap();
     assert!(line.contains("reason=client-data"), "{line}");
 }
 
@@ -232,9 +297,15 @@ fn command_line() {
     let help = Command::new(binary).arg("--help").output().unwrap();
     assert!(help.status.success());
     let text = String::from_utf8(help.stdout).unwrap();
-    assert!(text.contains("--interval DUR") && text.contains("(default 3s)"), "{text}");
+    assert!(
+        text.contains("--interval DUR") && text.contains("(default 3s)"),
+        "{text}"
+    );
     let version = Command::new(binary).arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8(version.stdout).unwrap(), format!("sse-server {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap(),
+        format!("sse-server {}\n", env!("CARGO_PKG_VERSION"))
+    );
     for bad in [&["--nope"][..], &["--interval", "3"], &["--port", "x"]] {
         let output = Command::new(binary).args(bad).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{bad:?}");
