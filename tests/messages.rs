@@ -22,7 +22,9 @@ fn push_server(args: &[&str]) -> Server {
 fn subscribe(server: &Server, user: &str, count_before: usize) -> common::SseClient {
     let client = server.open_stream(user);
     let needle = format!("open user=\"{user}\"");
-    server.wait_for_log_count(&needle, count_before + 1, WAIT).expect("stream registered");
+    server
+        .wait_for_log_count(&needle, count_before + 1, WAIT)
+        .expect("stream registered");
     client
 }
 
@@ -40,14 +42,21 @@ fn send_reaches_only_that_user() {
     assert_eq!(alice_1.next_pushed(), "id: 1\ndata: hi alice\n\n");
     assert_eq!(alice_2.next_pushed(), "id: 1\ndata: hi alice\n\n");
     server.post("/broadcast", "all");
-    assert_eq!(bob.next_pushed(), "id: 2\ndata: all\n\n", "bob skipped event 1");
+    assert_eq!(
+        bob.next_pushed(),
+        "id: 2\ndata: all\n\n",
+        "bob skipped event 1"
+    );
 }
 
 /// `POST /broadcast?event=NAME` reaches everyone with its event type.
 #[test]
 fn broadcast_reaches_everyone_with_its_type() {
     let server = push_server(&[]);
-    let mut clients: Vec<_> = ["a", "b", "c"].iter().map(|user| subscribe(&server, user, 0)).collect();
+    let mut clients: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|user| subscribe(&server, user, 0))
+        .collect();
     let (status, _, body) = server.post("/broadcast?event=chat", "hello");
     assert_eq!((status, body.as_str()), (202, "{\"id\":1,\"delivered\":3}"));
     for client in &mut clients {
@@ -71,7 +80,10 @@ fn multi_line_bodies_become_several_data_lines() {
     let server = push_server(&[]);
     let mut client = subscribe(&server, "a", 0);
     server.post("/send/a", "one\r\ntwo\rthree\nfour\n");
-    assert_eq!(client.next_pushed(), "id: 1\ndata: one\ndata: two\ndata: three\ndata: four\ndata: \n\n");
+    assert_eq!(
+        client.next_pushed(),
+        "id: 1\ndata: one\ndata: two\ndata: three\ndata: four\ndata: \n\n"
+    );
 }
 
 /// Ids grow by one per pushed event; timer frames carry no id.
@@ -92,7 +104,14 @@ fn ids_grow_and_timer_frames_have_none() {
             pushed.push(event);
         }
     }
-    assert_eq!(pushed, ["id: 1\ndata: x\n\n", "id: 2\ndata: x\n\n", "id: 3\ndata: x\n\n"]);
+    assert_eq!(
+        pushed,
+        [
+            "id: 1\ndata: x\n\n",
+            "id: 2\ndata: x\n\n",
+            "id: 3\ndata: x\n\n"
+        ]
+    );
 }
 
 /// A reconnect with `Last-Event-ID: N` first gets every retained event after
@@ -138,7 +157,10 @@ fn evicted_history_is_reported_as_a_gap() {
         server.post("/broadcast", &format!("m{index}"));
     }
     let mut client = server.open_stream_with("/sse/a", "Last-Event-ID: 1\r\n");
-    assert_eq!(client.next_pushed(), "id: 3\nevent: gap\ndata: {\"from\":2,\"to\":3}\n\n");
+    assert_eq!(
+        client.next_pushed(),
+        "id: 3\nevent: gap\ndata: {\"from\":2,\"to\":3}\n\n"
+    );
     assert_eq!(client.next_pushed(), "id: 4\ndata: m4\n\n");
     assert_eq!(client.next_pushed(), "id: 5\ndata: m5\n\n");
 }
@@ -198,9 +220,8 @@ fn publish_token_is_required() {
     let server = push_server(&["--publish-token", "s3cret"]);
     let mut client = subscribe(&server, "a", 0);
     let publish = |authorization: &str| {
-        let request = format!(
-            "POST /send/a HTTP/1.1\r\n{authorization}Content-Length: 2\r\n\r\nhi"
-        );
+        let request =
+            format!("POST /send/a HTTP/1.1\r\n{authorization}Content-Length: 2\r\n\r\nhi");
         split_response(&server.exchange(request.as_bytes()))
     };
     let (status, head, _) = publish("");
@@ -233,8 +254,13 @@ fn full_server_tells_stream_clients_to_come_back() {
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("{body:?}"));
     assert!((5000..=6000).contains(&retry_ms), "{body:?}");
-    assert!(body.ends_with("\n\n: server is full, retry later\n\n"), "{body:?}");
-    server.wait_for_log("reject status=200 reason=\"server full\"", WAIT).unwrap();
+    assert!(
+        body.ends_with("\n\n: server is full, retry later\n\n"),
+        "{body:?}"
+    );
+    server
+        .wait_for_log("reject status=200 reason=\"server full\"", WAIT)
+        .unwrap();
     assert_eq!(server.counts(), (1, 1));
 }
 
@@ -266,7 +292,10 @@ fn users_endpoint_lists_users() {
     assert_eq!(status, 200);
     assert!(head.contains("Content-Type: application/json"), "{head}");
     assert!(body.starts_with("{\"users\":2,\"connections\":3,\"list\":[{\"userId\":\"amy\",\"connections\":2,\"since\":"), "{body}");
-    assert!(body.contains("{\"userId\":\"b\",\"connections\":1,\"since\":"), "{body}");
+    assert!(
+        body.contains("{\"userId\":\"b\",\"connections\":1,\"since\":"),
+        "{body}"
+    );
 }
 
 /// `--allow-origin` adds the CORS header to the stream and to `/users`.
@@ -274,8 +303,13 @@ fn users_endpoint_lists_users() {
 fn allow_origin_header() {
     let server = push_server(&["--allow-origin", "https://app.example"]);
     let client = server.open_stream("a");
-    assert!(client.head().contains("Access-Control-Allow-Origin: https://app.example\r\n"));
-    assert!(server.get("/users").1.contains("Access-Control-Allow-Origin: https://app.example"));
+    assert!(client
+        .head()
+        .contains("Access-Control-Allow-Origin: https://app.example\r\n"));
+    assert!(server
+        .get("/users")
+        .1
+        .contains("Access-Control-Allow-Origin: https://app.example"));
 }
 
 /// `GET /` serves the self-contained demo page.
@@ -284,9 +318,18 @@ fn demo_page_is_served() {
     let server = push_server(&[]);
     let (status, head, body) = server.get("/");
     assert_eq!(status, 200);
-    assert!(head.contains("Content-Type: text/html; charset=utf-8"), "{head}");
-    assert!(body.contains("EventSource"), "the page connects with EventSource");
-    assert!(!body.contains("src=\"http") && !body.contains("href=\"http"), "no external resources");
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        body.contains("EventSource"),
+        "the page connects with EventSource"
+    );
+    assert!(
+        !body.contains("src=\"http") && !body.contains("href=\"http"),
+        "no external resources"
+    );
 }
 
 /// A publisher's body may arrive after an `Expect: 100-continue`.
@@ -310,14 +353,26 @@ fn expect_continue_is_answered() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let mut server = push_server(&[]);
-    let mut clients: Vec<_> = (0..5).map(|index| subscribe(&server, &format!("u{index}"), 0)).collect();
+    let mut clients: Vec<_> = (0..5)
+        .map(|index| subscribe(&server, &format!("u{index}"), 0))
+        .collect();
     server.terminate();
     for client in &mut clients {
         let rest = String::from_utf8(client.read_to_close()).unwrap();
-        assert!(rest.ends_with("event: shutdown\ndata: server is shutting down\n\n"), "{rest:?}");
+        assert!(
+            rest.ends_with("event: shutdown\ndata: server is shutting down\n\n"),
+            "{rest:?}"
+        );
     }
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
     let line = server.wait_for_log("shutdown closed=", WAIT).unwrap();
     assert_eq!(line, "shutdown closed=5 unfinished=0");
-    assert_eq!(server.log_lines().iter().filter(|l| l.contains("reason=shutdown")).count(), 5);
+    assert_eq!(
+        server
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("reason=shutdown"))
+            .count(),
+        5
+    );
 }

@@ -16,7 +16,13 @@ fn smoke_script_passes() {
         .expect("run bash scripts/smoke.sh (needs bash and curl)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "smoke.sh failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "smoke.sh failed:\n{stdout}\n{stderr}"
+    );
     let summary = stdout.lines().last().unwrap_or("");
-    assert!(summary.ends_with("passed, 0 failed") && !summary.starts_with("0 passed"), "{summary}");
+    assert!(
+        summary.ends_with("passed, 0 failed") && !summary.starts_with("0 passed"),
+        "{summary}"
+    );
 }

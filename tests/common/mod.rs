@@ -79,16 +79,26 @@ impl Server {
 
     /// Waits until a log line contains `needle`; returns the first such line.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
-        self.wait_for_log_count(needle, 1, timeout).map(|mut lines| lines.remove(0))
+        self.wait_for_log_count(needle, 1, timeout)
+            .map(|mut lines| lines.remove(0))
     }
 
     /// Waits until `count` log lines contain `needle`; returns them.
-    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> Option<Vec<String>> {
+    pub fn wait_for_log_count(
+        &self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<Vec<String>> {
         let deadline = Instant::now() + timeout;
         let (lines, changed) = &*self.log;
         let mut lines = lines.lock().unwrap();
         loop {
-            let found: Vec<String> = lines.iter().filter(|line| line.contains(needle)).cloned().collect();
+            let found: Vec<String> = lines
+                .iter()
+                .filter(|line| line.contains(needle))
+                .cloned()
+                .collect();
             if found.len() >= count {
                 return Some(found);
             }
@@ -130,7 +140,10 @@ impl Server {
     /// `GET /users` parsed down to (users, connections).
     pub fn counts(&self) -> (u64, u64) {
         let (_, _, body) = self.get("/users");
-        (json_number(&body, "users"), json_number(&body, "connections"))
+        (
+            json_number(&body, "users"),
+            json_number(&body, "connections"),
+        )
     }
 
     /// Polls `/users` until `users` equals `expected`.
@@ -220,8 +233,13 @@ impl SseClient {
     /// Reads until `pattern` and returns everything up to and including it.
     /// Panics on timeout or close.
     pub fn read_until(&mut self, pattern: &[u8]) -> Vec<u8> {
-        self.try_read_until(pattern, IO_TIMEOUT)
-            .unwrap_or_else(|| panic!("no {:?} in {:?}", String::from_utf8_lossy(pattern), String::from_utf8_lossy(&self.buffer)))
+        self.try_read_until(pattern, IO_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "no {:?} in {:?}",
+                String::from_utf8_lossy(pattern),
+                String::from_utf8_lossy(&self.buffer)
+            )
+        })
     }
 
     pub fn try_read_until(&mut self, pattern: &[u8], timeout: Duration) -> Option<Vec<u8>> {
@@ -315,15 +333,26 @@ pub fn split_response(raw: &[u8]) -> (u16, String, String) {
 /// The number after `"key":` in a JSON text (flat, test-only parsing).
 pub fn json_number(json: &str, key: &str) -> u64 {
     let needle = format!("\"{key}\":");
-    let start = json.find(&needle).unwrap_or_else(|| panic!("no {key} in {json}")) + needle.len();
-    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or_else(|_| panic!("no number for {key} in {json}"))
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + needle.len();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number for {key} in {json}"))
 }
 
 /// The string after `"key":` in a JSON text, with its escapes undone.
 pub fn json_string(json: &str, key: &str) -> String {
     let needle = format!("\"{key}\":\"");
-    let start = json.find(&needle).unwrap_or_else(|| panic!("no {key} in {json}")) + needle.len();
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + needle.len();
     let mut out = String::new();
     let mut chars = json[start..].chars();
     while let Some(character) = chars.next() {
@@ -350,7 +379,9 @@ pub fn json_string(json: &str, key: &str) -> String {
 }
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// Thread count and open-fd count of a process, from `/proc` (Linux only).
@@ -362,6 +393,8 @@ pub fn threads_and_fds(pid: u32) -> (usize, usize) {
         .find_map(|line| line.strip_prefix("Threads:"))
         .and_then(|value| value.trim().parse().ok())
         .expect("Threads: line");
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read fd dir").count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count();
     (threads, fds)
 }
