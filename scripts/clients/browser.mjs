@@ -1,0 +1,192 @@
+// Headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) on the demo page:
+// connect, frames, user count, send from the form, disconnect, replay on Reconnect, and the
+// browser's own reconnect with the Last-Event-ID header after the stream is cut; then, on a
+// server of its own with --history 3, the gap event, and the shutdown event on SIGTERM.
+// Usage: node scripts/clients/browser.mjs   (uses $SSE_URL/$SSE_LOG, else starts the server)
+// Checks text, not pixels; the screenshot (target/clients/demo.png) is for people.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { ROOT, check, cuttableProxy, finish, publish, serverUnderTest, startServer, waitFor } from "./lib.mjs";
+
+const hardStop = setTimeout(() => { console.log("FAIL whole script took over 60 s"); process.exit(1); }, 60_000);
+hardStop.unref();
+const server = await serverUnderTest();
+const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
+
+// A fresh profile each run; the flags keep Chromium off the (closed) network and quiet.
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "sse-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+context.setDefaultTimeout(5000);
+try {
+  await demoPageChecks();
+  await browserReconnectChecks();
+  await gapAndShutdownChecks();
+} catch (error) {
+  check(`browser script threw: ${error.message.split("\n")[0]}`, false);
+} finally {
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+finish("browser", results, server);
+
+function text(page, selector) {
+  return page.locator(selector).innerText();
+}
+
+/** Clicks `button` inside the page and resolves to the ms until `watched` shows `wanted` (or null). */
+function clickAndTime(page, button, watched, wanted) {
+  return page.evaluate(([button, watched, wanted]) => new Promise((resolve) => {
+    const target = document.querySelector(watched);
+    const started = performance.now();
+    new MutationObserver(() => {
+      if (target.textContent.includes(wanted)) resolve(performance.now() - started);
+    }).observe(target, { childList: true, subtree: true, characterData: true });
+    setTimeout(() => resolve(null), 3000);
+    document.querySelector(button).click();
+  }), [button, watched, wanted]);
+}
+
+/** Connect, watch frames, send from the form, disconnect, publish meanwhile, Reconnect. */
+async function demoPageChecks() {
+  const user = `browser-${process.pid}`;
+  const page = await context.newPage();
+  const sseRequests = [];
+  page.on("request", (request) => { if (request.url().includes("/sse/")) sseRequests.push(request.url()); });
+  await page.goto(server.url + "/");
+  check("page: GET / is the demo page", (await page.title()) === "sse-server demo");
+
+  await page.fill("#name", user);
+  const openedAfter = await clickAndTime(page, "#connect", "#state", "open");
+  if (openedAfter !== null) results.first_byte_ms = openedAfter.toFixed(1);
+  const open = await waitFor(async () => (await text(page, "#state")) === "open", 5000);
+  check("page: state becomes open", open);
+  const frames = await waitFor(async () => (await text(page, "#frames")).includes(`"userId":"${user}"`), 5000);
+  check("page: timer frames for us appear in #frames", frames);
+  const users = Number(await text(page, "#users"));
+  check(`page: #users shows the user count (${users})`, users >= 1);
+  results.connected = open ? "ok" : "FAIL";
+  results.frames = frames && users >= 1 ? "ok" : "FAIL";
+
+  // Send to ourselves from the form; time from the click to the event being on screen.
+  await page.fill("#target", user);
+  await page.fill("#event", "chat");
+  await page.fill("#message", "hello from the page");
+  const latency = await clickAndTime(page, "#send", "#events", "hello from the page");
+  const line = await page.locator("#events li", { hasText: "hello from the page" }).first().innerText().catch(() => "");
+  const sentId = line.match(/^#(\d+) chat: hello from the page$/)?.[1];
+  check(`page: the message comes back as '#ID chat: ...' (${line})`, sentId !== undefined);
+  check(`page: #send-result says delivered to 1 (${await text(page, "#send-result")})`,
+    /^sent #\d+, delivered to 1 connection/.test(await text(page, "#send-result")));
+  results.pushed = sentId !== undefined ? "ok" : "FAIL";
+  if (latency !== null) results.latency_ms = latency.toFixed(1);
+
+  // Disconnect: the server must notice the browser closed the stream.
+  const since = server.logLines();
+  await page.click("#disconnect");
+  check("page: state becomes closed", (await text(page, "#state")) === "closed");
+  if (server.hasLog) {
+    const logged = await server.closeLogged(user, since, 2000);
+    check(`page: server logged close user="${user}" within 2 s of Disconnect`, logged);
+    results.close = logged ? "ok" : "FAIL";
+  } else {
+    results.close = "n/a";
+  }
+
+  // Publish while away, then Reconnect: the page passes ?lastEventId= and gets it replayed.
+  const missed = await publish(server.url, `/send/${user}?event=chat`, "sent while you were away");
+  check(`page: publish while away delivers to nobody (${missed.body})`, missed.json?.delivered === 0);
+  await page.click("#reconnect");
+  const replayed = await waitFor(async () => (await text(page, "#events")).includes(`#${missed.json?.id} chat: sent while you were away`), 5000);
+  check(`page: Reconnect asked for ?lastEventId=${sentId} (${sseRequests.at(-1)})`, sseRequests.at(-1)?.endsWith(`?lastEventId=${sentId}`));
+  check("page: the message sent while away is replayed with its id", replayed);
+  const reconnectedByPage = replayed && sseRequests.at(-1)?.endsWith(`?lastEventId=${sentId}`);
+
+  fs.mkdirSync(path.join(ROOT, "target/clients"), { recursive: true });
+  await page.screenshot({ path: path.join(ROOT, "target/clients/demo.png"), fullPage: true });
+  await page.close();
+  results.reconnect = reconnectedByPage ? "ok" : "FAIL";
+}
+
+/** The browser reconnects by itself when the stream breaks, sending the Last-Event-ID header. */
+async function browserReconnectChecks() {
+  const user = `browser-auto-${process.pid}`;
+  const proxy = await cuttableProxy(server.url);
+  const page = await context.newPage();
+  try {
+    await page.goto(proxy.url + "/");
+    await page.fill("#name", user);
+    await page.click("#connect");
+    await waitFor(async () => (await text(page, "#state")) === "open", 5000);
+    const first = await publish(server.url, `/send/${user}?event=chat`, "before the cut");
+    await waitFor(async () => (await text(page, "#events")).includes("before the cut"), 3000);
+
+    proxy.cut();
+    const connecting = await waitFor(async () => (await text(page, "#state")) === "connecting", 3000);
+    check("auto: after the cut the page shows connecting (the browser retries)", connecting);
+    const missed = await publish(server.url, `/send/${user}?event=chat`, "sent during the cut");
+    proxy.resume();
+    const replayed = await waitFor(async () => (await text(page, "#events")).includes(`#${missed.json?.id} chat: sent during the cut`), 5000);
+    const header = proxy.connections.filter((c) => c.head.startsWith("GET /sse/")).at(-1)?.lastEventId;
+    check(`auto: Chromium reconnected with Last-Event-ID: ${first.json?.id} (sent ${header})`, header === String(first.json?.id));
+    check("auto: the message sent during the cut is replayed", replayed);
+    check("auto: state is open again", (await text(page, "#state")) === "open");
+    if (!(replayed && header === String(first.json?.id))) results.reconnect = "FAIL";
+  } finally {
+    await page.close();
+    proxy.close();
+  }
+}
+
+/**
+ * A server of our own keeping only 3 events: coming back after 5 missed ones shows a gap.
+ * SIGTERM then shows the shutdown event, if the binary has the ctrlc feature (scripts/clients.sh
+ * builds it into target/ctrlc); otherwise SIGTERM just kills it and that check is skipped, loudly.
+ */
+async function gapAndShutdownChecks() {
+  const ctrlcBin = process.env.SSE_CTRLC_BIN || path.join(ROOT, "target/ctrlc/release/sse-server");
+  const graceful = fs.existsSync(ctrlcBin);
+  const own = await startServer(graceful ? ctrlcBin : undefined, "--port 0 --interval 0 --history 3 --retry 500ms");
+  const user = `browser-gap-${process.pid}`;
+  const page = await context.newPage();
+  try {
+    await page.goto(own.url + "/");
+    await page.fill("#name", user);
+    await page.click("#connect");
+    await waitFor(async () => (await text(page, "#state")) === "open", 5000);
+    check("gap: with --interval 0, #users comes from GET /users", await waitFor(async () => (await text(page, "#users")) === "1", 3000));
+    const first = await publish(own.url, `/send/${user}`, "first");
+    await waitFor(async () => (await text(page, "#events")).includes(`#${first.json?.id} message: first`), 3000);
+    await page.click("#disconnect");
+    let last = null;
+    for (let i = 1; i <= 5; i++) last = await publish(own.url, `/send/${user}?event=chat`, `missed ${i}`);
+    await page.click("#reconnect");
+    const from = first.json?.id + 1;
+    const to = last.json?.id - 3;
+    const gap = await waitFor(async () => (await text(page, "#events")).includes(`gap: missed events ${from}..${to} were evicted`), 3000);
+    check(`gap: the page shows 'missed events ${from}..${to} were evicted'`, gap);
+    check("gap: the 3 retained events follow it", (await text(page, "#events")).includes(`#${last.json?.id} chat: missed 5`));
+    await page.screenshot({ path: path.join(ROOT, "target/clients/demo-gap.png"), fullPage: true });
+
+    if (!graceful) {
+      console.log(`skip shutdown event: ${ctrlcBin} missing (cargo build --release --features ctrlc --target-dir target/ctrlc)`);
+      return;
+    }
+    process.kill(own.pid, "SIGTERM");
+    const shown = await waitFor(async () => (await text(page, "#events")).includes("shutdown: server is shutting down"), 5000);
+    check("shutdown: on SIGTERM the page shows the shutdown event", shown);
+    check("shutdown: the page closed its EventSource (no retrying)", (await text(page, "#state")) === "closed");
+    const exit = await Promise.race([own.exited, new Promise((resolve) => setTimeout(() => resolve(null), 5000))]);
+    check(`shutdown: the server exited 0 (${JSON.stringify(exit)})`, exit?.code === 0);
+    check("shutdown: the server logged 'shutdown closed=1'", own.logText().includes("shutdown closed=1"));
+  } finally {
+    await page.close();
+    own.stop();
+  }
+}

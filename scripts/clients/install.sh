@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what scripts/clients.sh needs: chromium, nginx, curl (Debian packages) and the npm
+# packages pinned in scripts/clients/package-lock.json. Idempotent. Usage: scripts/clients/install.sh
+set -euo pipefail
+err() { printf '%s\n' "$*" >&2; }
+cd "$(dirname "$0")"
+
+missing=()
+for pair in chromium:/usr/bin/chromium nginx:/usr/sbin/nginx curl:/usr/bin/curl; do
+  [[ -x ${pair#*:} ]] || missing+=("${pair%%:*}")
+done
+if ((${#missing[@]} > 0)); then
+  if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
+    SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+  else
+    err "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+fi
+command -v node >/dev/null || { err "node (20 or newer) is required"; exit 1; }
+# npm ci installs exactly what package-lock.json pins; npm ls fails if anything is missing or differs.
+if ! npm ls --all >/dev/null 2>&1; then
+  npm ci --no-audit --no-fund
+fi
+echo "clients: chromium, nginx, curl and node_modules are ready"
