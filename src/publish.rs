@@ -154,16 +154,25 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The body length from `Content-Length` (RFC 9112 §6.3), refusing every
 /// framing a proxy could read differently.
 pub fn body_length(request: &Request) -> Result<usize, Reply> {
-    let has_transfer_encoding = request.header("Transfer-Encoding").is_some();
+    let transfer_codings: Vec<&str> = request
+        .headers_named("Transfer-Encoding")
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
     let mut lengths = request
         .headers_named("Content-Length")
         .flat_map(|value| value.split(','))
         .map(str::trim);
     let first = lengths.next();
-    if has_transfer_encoding {
-        return Err(match first {
-            Some(_) => Reply::text(400, "content-length with transfer-encoding"),
-            None => Reply::text(411, "chunked bodies are not supported, send content-length"),
+    if let Some(last_coding) = transfer_codings.last() {
+        // §6.3 item 3: with both headers the message is suspect; item 4: a
+        // request whose final coding is not chunked has no knowable length.
+        return Err(if first.is_some() {
+            Reply::text(400, "content-length with transfer-encoding")
+        } else if last_coding.eq_ignore_ascii_case("chunked") {
+            Reply::text(411, "chunked bodies are not supported, send content-length")
+        } else {
+            Reply::text(400, "transfer-encoding must end in chunked")
         });
     }
     let Some(first) = first else {
@@ -245,6 +254,9 @@ mod tests {
         check_length("Content-Length: 5, 5\r\n", Ok(5));
         check_length("", Err(411));
         check_length("Transfer-Encoding: chunked\r\n", Err(411));
+        check_length("Transfer-Encoding: gzip, chunked\r\n", Err(411));
+        check_length("Transfer-Encoding: gzip\r\n", Err(400));
+        check_length("Transfer-Encoding: chunked, gzip\r\n", Err(400));
         check_length(
             "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
             Err(400),

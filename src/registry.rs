@@ -260,6 +260,8 @@ pub struct UserSummary {
 pub struct Registration<'a> {
     registry: &'a Registry,
     pub connection: Arc<Connection>,
+    /// Set by [`Registration::finish`], so `Drop` does not deregister twice.
+    finished: bool,
 }
 
 /// The counts right after a registration or deregistration, for the log.
@@ -307,6 +309,7 @@ impl Registry {
         let registration = Registration {
             registry: self,
             connection,
+            finished: false,
         };
         Some((registration, counts))
     }
@@ -377,20 +380,22 @@ impl Registry {
 }
 
 impl Registration<'_> {
-    /// Deregisters now and returns the counts after it; `Drop` then does
-    /// nothing more. Used on the normal path so the close can be logged with
-    /// the new counts.
-    pub fn finish(self) -> Counts {
-        let counts = self.registry.deregister(&self.connection);
-        std::mem::forget(self);
-        counts
+    /// Deregisters now and returns the counts after it; `Drop` then only
+    /// releases the connection (and with its last `Arc`, the socket). Used on
+    /// the normal path so the close can be logged with the new counts.
+    pub fn finish(mut self) -> Counts {
+        self.finished = true;
+        self.registry.deregister(&self.connection)
     }
 }
 
 impl Drop for Registration<'_> {
-    /// Reached only on an abnormal exit (a panic): the normal path calls
-    /// [`Registration::finish`].
+    /// Deregisters on an abnormal exit (a panic); the normal path has called
+    /// [`Registration::finish`] already.
     fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
         let reason = self.connection.note_end(EndReason::Panic);
         let counts = self.registry.deregister(&self.connection);
         crate::stream::log_close(&self.connection, reason, counts);
@@ -457,6 +462,18 @@ mod tests {
             }
         );
         assert_eq!(registry.user_count(), 0);
+    }
+
+    #[test]
+    fn finishing_releases_the_connection() {
+        let registry = Registry::new();
+        let (registration, _) = registry.register(connection(1, "a"), 10).unwrap();
+        let weak = Arc::downgrade(&registration.connection);
+        registration.finish();
+        assert!(
+            weak.upgrade().is_none(),
+            "the Arc<Connection> (and its socket) must be freed"
+        );
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub enum RequestError {
     HeadTooLarge,
     /// Occurs when there are more than [`MAX_HEADER_COUNT`] header lines.
     TooManyHeaders,
+    /// Occurs when an HTTP/1.1 request has no `Host` header, or any request
+    /// has more than one (RFC 9112 §3.2: the server MUST answer `400`).
+    BadHost,
 }
 
 impl RequestError {
@@ -135,7 +138,8 @@ impl RequestError {
             | RequestError::BadTarget
             | RequestError::BadVersion
             | RequestError::BadHeader
-            | RequestError::BareCarriageReturn => 400,
+            | RequestError::BareCarriageReturn
+            | RequestError::BadHost => 400,
             RequestError::UnsupportedVersion => 505,
             RequestError::TargetTooLong => 414,
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
@@ -154,6 +158,7 @@ impl RequestError {
             RequestError::TargetTooLong => "request line too long",
             RequestError::HeadTooLarge => "request head too large",
             RequestError::TooManyHeaders => "too many header fields",
+            RequestError::BadHost => "missing or repeated host header",
         }
     }
 }
@@ -228,6 +233,17 @@ pub fn parse(buf: &[u8]) -> Result<Parse, RequestError> {
     })
 }
 
+/// Checks what RFC 9112 requires of a complete head beyond its syntax: an
+/// HTTP/1.1 request has exactly one `Host` header, an HTTP/1.0 request at
+/// most one (§3.2). Kept apart from [`parse`], which is syntax only.
+pub fn validate(request: &Request) -> Result<(), RequestError> {
+    let hosts = request.headers_named("Host").count();
+    match (request.version, hosts) {
+        (Version::Http11, 1) | (Version::Http10, 0 | 1) => Ok(()),
+        _ => Err(RequestError::BadHost),
+    }
+}
+
 /// RFC 9112 §2.2: "a server that is expecting to receive and parse a
 /// request-line SHOULD ignore at least one empty line (CRLF) received prior
 /// to the request-line".
@@ -276,6 +292,8 @@ fn check_partial_request_line(line_so_far: &[u8], total: usize) -> Result<Parse,
     if total > MAX_HEAD_BYTES {
         return Err(RequestError::TargetTooLong);
     }
+    // A CR at the very end may be the first half of a CRLF still on its way.
+    let line_so_far = line_so_far.strip_suffix(b"\r").unwrap_or(line_so_far);
     let method_so_far = line_so_far
         .split(|&byte| byte == b' ')
         .next()
@@ -667,6 +685,44 @@ mod tests {
         assert_eq!(request.header("Last-Event-ID"), Some("4"));
         let all: Vec<&str> = request.headers_named("last-event-id").collect();
         assert_eq!(all, ["4", "5"]);
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_is_not_an_error() {
+        check(b"\r", "partial");
+        check(b"\r\n\r", "partial");
+        check(b"GET / HTTP/1.1\r", "partial");
+    }
+
+    #[track_caller]
+    fn check_valid(input: &[u8], expected: Result<(), RequestError>) {
+        let Ok(Parse::Complete { request, .. }) = parse(input) else {
+            panic!(
+                "not a complete request: {:?}",
+                String::from_utf8_lossy(input)
+            );
+        };
+        assert_eq!(
+            validate(&request),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host() {
+        check_valid(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(()));
+        check_valid(b"GET / HTTP/1.1\r\n\r\n", Err(RequestError::BadHost));
+        check_valid(
+            b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+            Err(RequestError::BadHost),
+        );
+        check_valid(b"GET / HTTP/1.0\r\n\r\n", Ok(()));
+        check_valid(
+            b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+            Err(RequestError::BadHost),
+        );
     }
 
     #[test]

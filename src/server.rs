@@ -258,6 +258,10 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
         Ok(head) => head,
         Err(failure) => return answer_head_failure(&stream, id, peer, failure),
     };
+    if let Err(error) = request::validate(&request) {
+        let reply = Reply::text(error.status(), error.reason());
+        return reject(&stream, id, peer, reply, error.reason());
+    }
     let route = match route::route(&request.method, &request.path, request.query.as_deref()) {
         Ok(route) => route,
         Err(error) => {
@@ -323,6 +327,10 @@ fn dispatch(
             )
         }
     };
+    if reply.status >= 400 {
+        let reason = String::from_utf8_lossy(&reply.body).trim_end().to_string();
+        return reject(stream, id, peer, reply, &reason);
+    }
     log!(
         "reply status={} method={} path={} conn={id} peer={peer}",
         reply.status,
@@ -452,7 +460,11 @@ fn answer_head_failure(stream: &TcpStream, id: u64, peer: SocketAddr, failure: H
 
 /// Logs an error reply once (`reject status=404 reason="…"`) and sends it.
 fn reject(stream: &TcpStream, id: u64, peer: SocketAddr, reply: Reply, reason: &str) {
-    log!("reject status={} reason={} conn={id} peer={peer}", reply.status, json::Quoted(reason));
+    log!(
+        "reject status={} reason={} conn={id} peer={peer}",
+        reply.status,
+        json::Quoted(reason)
+    );
     finish_reply(stream, &reply.to_bytes(false));
 }
 

@@ -199,7 +199,8 @@ fn heartbeat_keeps_a_push_only_stream_alive() {
 fn bad_publish_requests() {
     let server = push_server(&[]);
     let post = |headers: &str, body: &[u8]| {
-        let mut request = format!("POST /broadcast HTTP/1.1\r\n{headers}\r\n").into_bytes();
+        let mut request =
+            format!("POST /broadcast HTTP/1.1\r\nHost: t\r\n{headers}\r\n").into_bytes();
         request.extend_from_slice(body);
         split_response(&server.exchange(&request)).0
     };
@@ -220,8 +221,9 @@ fn publish_token_is_required() {
     let server = push_server(&["--publish-token", "s3cret"]);
     let mut client = subscribe(&server, "a", 0);
     let publish = |authorization: &str| {
-        let request =
-            format!("POST /send/a HTTP/1.1\r\n{authorization}Content-Length: 2\r\n\r\nhi");
+        let request = format!(
+            "POST /send/a HTTP/1.1\r\nHost: t\r\n{authorization}Content-Length: 2\r\n\r\nhi"
+        );
         split_response(&server.exchange(request.as_bytes()))
     };
     let (status, head, _) = publish("");
@@ -338,7 +340,7 @@ fn expect_continue_is_answered() {
     let server = push_server(&[]);
     let mut stream = server.connect();
     stream
-        .write_all(b"POST /broadcast HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .write_all(b"POST /broadcast HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
         .unwrap();
     let mut client = common::SseClient::from_stream(stream);
     assert_eq!(client.head(), "HTTP/1.1 100 Continue\r\n\r\n");

@@ -206,26 +206,30 @@ fn plain_errors() {
         assert!(head.contains("Connection: close"), "{head}");
         head
     };
-    check(b"GET /nope HTTP/1.1\r\n\r\n", 404);
+    check(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404);
+    check(b"GET /users HTTP/1.1\r\n\r\n", 400); // HTTP/1.1 without Host
     let head = check(
-        b"POST /sse/alice HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"POST /sse/alice HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
         405,
     );
     assert!(head.contains("Allow: GET, HEAD"), "{head}");
     check(b"GET /sse/alice\r\n\r\n", 400);
-    check(b"GET /sse/%zz HTTP/1.1\r\n\r\n", 400);
-    check(b"GET /sse/ HTTP/1.1\r\n\r\n", 400);
+    check(b"GET /sse/%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    check(b"GET /sse/ HTTP/1.1\r\nHost: t\r\n\r\n", 400);
     check(b"GET /sse/alice HTTP/2.0\r\n\r\n", 505);
-    let big = format!("GET /sse/alice HTTP/1.1\r\nX: {}\r\n\r\n", "x".repeat(9000));
+    let big = format!(
+        "GET /sse/alice HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "x".repeat(9000)
+    );
     check(big.as_bytes(), 431);
-    let long_target = format!("GET /sse/{} HTTP/1.1\r\n\r\n", "x".repeat(9000));
+    let long_target = format!("GET /sse/{} HTTP/1.1\r\nHost: t\r\n\r\n", "x".repeat(9000));
     check(long_target.as_bytes(), 414);
     let rejected = server
         .log_lines()
         .iter()
         .filter(|line| line.starts_with("reject "))
         .count();
-    assert_eq!(rejected, 8, "one log line per rejected request");
+    assert_eq!(rejected, 9, "one log line per rejected request");
 }
 
 /// A head that never completes gets `408` after the head timeout.
@@ -233,7 +237,9 @@ fn plain_errors() {
 fn incomplete_head_times_out_with_408() {
     let server = Server::start(&[]);
     let mut stream = server.connect();
-    stream.write_all(b"GET /sse/alice HTTP/1.1\r\n").unwrap();
+    stream
+        .write_all(b"GET /sse/alice HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
@@ -245,7 +251,7 @@ fn incomplete_head_times_out_with_408() {
 #[test]
 fn head_request_gets_headers_only() {
     let server = Server::start(&["--interval", "50ms"]);
-    let raw = server.exchange(b"HEAD /sse/alice HTTP/1.1\r\n\r\n");
+    let raw = server.exchange(b"HEAD /sse/alice HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(String::from_utf8(raw).unwrap(), EXPECTED_HEAD);
     assert_eq!(server.counts(), (0, 0), "a HEAD request registers nobody");
 }
@@ -269,7 +275,7 @@ fn bytes_after_the_request_are_discarded() {
     let mut client = server.open_stream("chatty");
     client
         .stream
-        .write_all(b"GET /sse/other HTTP/1.1\r\n\r\nhello")
+        .write_all(b"GET /sse/other HTTP/1.1\r\nHost: t\r\n\r\nhello")
         .unwrap();
     client.next_tick();
     client.next_tick();
