@@ -72,6 +72,17 @@ pub const MAX_DISCARD_BYTES: usize = 64 * 1024;
 /// `/users` and publishers.
 pub const FD_MARGIN: usize = 64;
 
+/// Memory mappings each connection thread costs: its stack and guard page,
+/// and the signal stack (with its guard page) std gives every thread.
+/// Linux allows `vm.max_map_count` (65530 by default) per process; a thread
+/// that cannot get its mappings aborts the whole process, so the number of
+/// connection threads is capped well before that.
+pub const MAPPINGS_PER_THREAD: usize = 4;
+
+/// Mappings kept back for everything that is not a connection thread: the
+/// binary, libraries, heap arenas.
+pub const MAPPING_MARGIN: usize = 1024;
+
 /// Default `--max-clients` where the open-file limit cannot be read.
 pub const FALLBACK_MAX_CLIENTS: usize = 1000;
 

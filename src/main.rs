@@ -5,7 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use sse_server::config::{self, Command, Config, USAGE};
-use sse_server::limits::{FALLBACK_MAX_CLIENTS, FD_MARGIN};
+use sse_server::limits::{
+    FALLBACK_MAX_CLIENTS, FD_MARGIN, MAPPINGS_PER_THREAD, MAPPING_MARGIN, OVERLOAD_HEADROOM,
+};
 use sse_server::server::Server;
 
 fn main() -> ExitCode {
@@ -39,10 +41,17 @@ fn run(config: Config) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     // Scripts and tests wait for this exact line.
     sse_server::log!("listening on http://{address}");
-    let (max_clients, source) = match config.max_clients {
+    let (mut max_clients, mut source) = match config.max_clients {
         Some(max) => (max, "flag".to_string()),
         None => default_max_clients(),
     };
+    if let Some(threads) = thread_limit() {
+        let cap = threads.saturating_sub(OVERLOAD_HEADROOM).max(1);
+        if max_clients > cap {
+            max_clients = cap;
+            source = format!("capped: vm.max_map_count allows {threads} threads");
+        }
+    }
     sse_server::log!("max-clients={max_clients} ({source})");
     let server = Server::new(listener, config, max_clients);
     install_shutdown_handler(&server)?;
@@ -60,6 +69,24 @@ fn default_max_clients() -> (usize, String) {
         ),
         None => (FALLBACK_MAX_CLIENTS, "default".to_string()),
     }
+}
+
+/// How many connection threads fit in the process's memory mappings (see
+/// `MAPPINGS_PER_THREAD`); `None` where there is no such limit to read.
+fn thread_limit() -> Option<usize> {
+    max_map_count().map(|mappings| mappings.saturating_sub(MAPPING_MARGIN) / MAPPINGS_PER_THREAD)
+}
+
+/// Linux's per-process limit on memory mappings, `vm.max_map_count`.
+#[cfg(target_os = "linux")]
+fn max_map_count() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn max_map_count() -> Option<usize> {
+    None
 }
 
 /// The soft open-file limit, from `/proc/self/limits` (Linux only; std has

@@ -149,7 +149,10 @@ mod tests {
     fn tick_escapes_the_user_id() {
         let mut out = Vec::new();
         write_tick(&mut out, "a\"\nb", 1, 5);
-        check(out, "data: {\"userId\":\"a\\\"\\nb\",\"users\":1,\"time\":5}\n\n");
+        check(
+            out,
+            "data: {\"userId\":\"a\\\"\\nb\",\"users\":1,\"time\":5}\n\n",
+        );
     }
 
     #[test]
