@@ -21,8 +21,9 @@
 //! `peek` rather than `read` so the wait consumes nothing.
 //!
 //! Ticks are aligned to one server-wide schedule (multiples of the interval
-//! since start), so every client's tick `k` carries the same instant and
-//! the same user count.
+//! since start): every client's tick `k` is due at the same instant, and
+//! the schedule never drifts. The frame's `time` is the moment it is
+//! written, as in the original.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
