@@ -48,7 +48,8 @@ fds=$(ulimit -n)
 #    one server thread (a task: pid_max, threads-max) and one ephemeral port.
 #    A std thread also takes four memory mappings (its stack and guard page,
 #    its signal stack and guard page) against vm.max_map_count; past that,
-#    spawning fails, or std aborts the process when the signal stack fails.
+#    std aborts the process when the signal stack fails, so the server caps
+#    --max-clients at (max_map_count - 1024) / 4 - 64 (src/main.rs).
 pid_max=$(cat /proc/sys/kernel/pid_max)
 threads_max=$(cat /proc/sys/kernel/threads-max)
 map_count=$(cat /proc/sys/vm/max_map_count)
@@ -62,7 +63,7 @@ limit_names=("open files (ulimit -n $fds, per process)"
 limit_values=($(( fds - 100 ))
               $(( pid_max - tasks_now - 200 ))
               $(( threads_max - tasks_now - 200 ))
-              $(( (map_count - 500) / 4 ))
+              $(( (map_count - 1024) / 4 - 64 ))
               $(( port_high - port_low + 1 - 100 )))
 max_n=${limit_values[0]}; stopper=${limit_names[0]}
 echo "Limits on N (streams at once):"
