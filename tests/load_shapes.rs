@@ -531,6 +531,9 @@ fn out_of_descriptors_backs_off_and_recovers() {
     // Accepting the connections that queued up meanwhile can exhaust the
     // descriptors once more, briefly: a new burst, a new single line.
     let bursts = server.lines_with("accept-error").len();
-    assert!(bursts <= 3, "one line per burst, not per error: {bursts} lines");
+    assert!(
+        bursts <= 3,
+        "one line per burst, not per error: {bursts} lines"
+    );
     assert!(server.lines_with("panic").is_empty());
 }
