@@ -88,9 +88,9 @@ pub const FALLBACK_MAX_CLIENTS: usize = 1000;
 
 /// Connection threads allowed beyond `--max-clients`, so an overloaded server
 /// can still read a request and answer it properly: plain requests are
-/// served in the first half and get `503` past it, stream requests get `200`
-/// + `retry:` + close in all of it. Past the whole headroom the accept loop
-/// answers `503` itself without spawning a thread.
+/// served in the first half and get `503` past it; stream requests get `200`,
+/// `retry:` and a close in all of it. Past the whole headroom the accept
+/// loop answers `503` itself without spawning a thread.
 pub const OVERLOAD_HEADROOM: usize = 64;
 
 /// Stack size of each connection thread. The deepest path (parse, route,
