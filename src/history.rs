@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::limits::MAX_HISTORY_BYTES;
 use crate::sse;
 
 /// Who a pushed event is for.
@@ -55,19 +56,30 @@ pub struct Replay {
     pub events: Vec<Arc<StoredEvent>>,
 }
 
-/// The id counter and the ring of the last `capacity` events.
+/// The id counter and the ring of the last `capacity` events, at most
+/// `max_bytes` of them.
 #[derive(Debug)]
 pub struct History {
     events: VecDeque<Arc<StoredEvent>>,
     capacity: usize,
+    max_bytes: usize,
+    /// Sum of the retained frames' lengths.
+    bytes: usize,
     last_id: u64,
 }
 
 impl History {
+    /// A history of `capacity` events and at most [`MAX_HISTORY_BYTES`].
     pub fn new(capacity: usize) -> History {
+        History::with_limits(capacity, MAX_HISTORY_BYTES)
+    }
+
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> History {
         History {
             events: VecDeque::with_capacity(capacity.min(1024)),
             capacity,
+            max_bytes,
+            bytes: 0,
             last_id: 0,
         }
     }
@@ -88,11 +100,13 @@ impl History {
             target,
             frame,
         });
-        if self.capacity > 0 {
-            if self.events.len() == self.capacity {
-                self.events.pop_front();
+        self.bytes += stored.frame.len();
+        self.events.push_back(Arc::clone(&stored));
+        while self.events.len() > self.capacity || self.bytes > self.max_bytes {
+            match self.events.pop_front() {
+                Some(evicted) => self.bytes -= evicted.frame.len(),
+                None => break,
             }
-            self.events.push_back(Arc::clone(&stored));
         }
         stored
     }
@@ -190,6 +204,16 @@ mod tests {
         check(&history, "a", 0, Some((1, 2)), &[3, 4]);
         check(&history, "a", 1, Some((2, 2)), &[3, 4]);
         check(&history, "a", 2, None, &[3, 4]);
+    }
+
+    #[test]
+    fn the_byte_limit_evicts_too() {
+        // Each frame `id: N\ndata: x\n\n` is 16 bytes: room for two.
+        let mut history = History::with_limits(10, 40);
+        for _ in 0..4 {
+            history.push(Target::All, None, "x");
+        }
+        check(&history, "a", 0, Some((1, 2)), &[3, 4]);
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub const FULL_RETRY_AFTER_SECS: u64 = 5;
 /// `--history`).
 pub const DEFAULT_HISTORY: usize = 1000;
 
+/// Most bytes of encoded events kept in history, whatever `--history` says:
+/// a 64 KiB body of line breaks encodes to about 7 times that, and every
+/// reconnecting client may ask for all of it. Older events are evicted
+/// (and reported as a `gap`).
+pub const MAX_HISTORY_BYTES: usize = 16 * 1024 * 1024;
+
 /// Bytes a client may send after its stream request (it has no reason to
 /// send any) before we close it with `reason=client-data`. They are read and
 /// thrown away so `peek` never spins on them.

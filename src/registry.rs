@@ -25,7 +25,9 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::history::StoredEvent;
 
 /// Why a stream ended. A client leaving is an outcome, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +88,12 @@ impl EndReason {
 
     /// Classifies a failed write: a timeout means the client is not reading.
     pub fn from_write_error(error: &io::Error) -> EndReason {
-        match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => EndReason::Stalled,
-            io::ErrorKind::ConnectionReset => EndReason::Reset,
-            _ => EndReason::WriteError,
+        if crate::server::is_timeout(error) {
+            EndReason::Stalled
+        } else if error.kind() == io::ErrorKind::ConnectionReset {
+            EndReason::Reset
+        } else {
+            EndReason::WriteError
         }
     }
 }
@@ -105,26 +109,48 @@ pub struct Connection {
     /// `&TcpStream` implements both `Read` and `Write`, so one socket (one
     /// file descriptor) serves the owner's `peek` and everyone's writes.
     stream: Arc<TcpStream>,
-    /// Held for the length of one frame, so a tick and a pushed event never
-    /// interleave their bytes. Guards the id of the newest pushed event this
-    /// stream accounts for (`None` until its start is written), which keeps
-    /// replay and live delivery from sending an event twice.
-    writer: Mutex<Option<u64>>,
+    /// The longest one frame may take to write (`--write-timeout`).
+    write_timeout: Duration,
+    /// Locked for the length of one frame, so a tick and a pushed event
+    /// never interleave their bytes. It guards the id of the newest pushed
+    /// event this stream accounts for (`None` until its start is written),
+    /// which keeps replay and live delivery from sending an event twice.
+    last_pushed: Mutex<Option<u64>>,
     /// Set once, by whoever first sees the end (0 while open).
     end_reason: AtomicU8,
     /// When anything was last written, in ms since `opened` (for heartbeats).
     last_write_ms: AtomicU64,
 }
 
+/// How long a shutdown's farewell may take to write, per stream.
+const FAREWELL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What a stream's start needs from history, taken in one short look.
+#[derive(Debug, Default)]
+pub struct StartSnapshot {
+    /// The newest event id the start accounts for: live delivery skips
+    /// anything up to it.
+    pub last_id: u64,
+    /// Events to replay after the head, in order (shared, not copied).
+    pub replay: Vec<Arc<StoredEvent>>,
+}
+
 impl Connection {
-    pub fn new(id: u64, user_id: String, peer: SocketAddr, stream: Arc<TcpStream>) -> Connection {
+    pub fn new(
+        id: u64,
+        user_id: String,
+        peer: SocketAddr,
+        stream: Arc<TcpStream>,
+        write_timeout: Duration,
+    ) -> Connection {
         Connection {
             id,
             user_id,
             peer,
             opened: Instant::now(),
             stream,
-            writer: Mutex::new(None),
+            write_timeout,
+            last_pushed: Mutex::new(None),
             end_reason: AtomicU8::new(0),
             last_write_ms: AtomicU64::new(0),
         }
@@ -138,18 +164,18 @@ impl Connection {
     /// Writes one frame (a tick, a heartbeat). On failure the connection is
     /// marked ended and shut down, which wakes its owner thread at once.
     pub fn send(&self, frame: &[u8]) -> Result<(), EndReason> {
-        let _writer = self.lock_writer();
-        self.write_locked(frame)
+        let _turn = self.lock_for_writing();
+        self.write_frame(frame)
     }
 
     /// Writes a pushed event unless this stream already got it, or has not
     /// started yet (then the event is in the history snapshot its start
     /// takes). Returns whether it was written.
     pub fn send_pushed(&self, id: u64, frame: &[u8]) -> Result<bool, EndReason> {
-        let mut last_pushed = self.lock_writer();
+        let mut last_pushed = self.lock_for_writing();
         match *last_pushed {
             Some(last) if id > last => {
-                self.write_locked(frame)?;
+                self.write_frame(frame)?;
                 *last_pushed = Some(id);
                 Ok(true)
             }
@@ -157,41 +183,82 @@ impl Connection {
         }
     }
 
-    /// Builds the start of the stream (headers, comment, `retry:`, replay)
-    /// into `bytes` and writes it, while holding the writer. `build` returns
-    /// the newest event id the bytes account for; live delivery then skips
-    /// anything up to that id. A publisher that finds this connection before
-    /// it started skips it: its event is already in history, so in the
-    /// snapshot `build` takes.
+    /// Writes the start of the stream while holding the writer lock: `head`
+    /// (headers, comment, `retry:`, and whatever `snapshot` appends to it),
+    /// then the replayed events `snapshot` picks from history. A publisher
+    /// that finds this connection before it started skips it: its event is
+    /// already in history, so in the snapshot.
     pub fn send_start(
         &self,
-        bytes: &mut Vec<u8>,
-        build: impl FnOnce(&mut Vec<u8>) -> u64,
+        head: &mut Vec<u8>,
+        snapshot: impl FnOnce(&mut Vec<u8>) -> StartSnapshot,
     ) -> Result<(), EndReason> {
-        let mut last_pushed = self.lock_writer();
-        bytes.clear();
-        let last_id = build(bytes);
-        self.write_locked(bytes)?;
-        *last_pushed = Some(last_id);
+        let mut last_pushed = self.lock_for_writing();
+        let snapshot = snapshot(head);
+        self.write_frame(head)?;
+        for event in &snapshot.replay {
+            self.write_frame(&event.frame)?;
+        }
+        *last_pushed = Some(snapshot.last_id);
         Ok(())
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The farewell of a graceful shutdown, then the end. Written only if
+    /// the stream has started and nobody else is writing to it, with one
+    /// short write: a stalled client is not waited for.
+    pub fn send_farewell(&self, frame: &[u8]) {
+        if let Ok(last_pushed) = self.last_pushed.try_lock() {
+            if last_pushed.is_some() {
+                let _ = self.stream.set_write_timeout(Some(FAREWELL_TIMEOUT));
+                let _ = (&*self.stream).write(frame);
+            }
+        }
+        self.end(EndReason::Shutdown);
     }
 
-    fn write_locked(&self, frame: &[u8]) -> Result<(), EndReason> {
+    fn lock_for_writing(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.last_pushed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes all of `frame` within the write timeout, counted for the
+    /// whole frame. The socket's own timeout (set at accept) bounds each
+    /// `write` call; a client that takes a few bytes now and then would
+    /// otherwise keep one large frame going for ever.
+    fn write_frame(&self, frame: &[u8]) -> Result<(), EndReason> {
         if let Some(reason) = self.end_reason() {
             return Err(reason);
         }
-        match (&*self.stream).write_all(frame) {
+        let deadline = Instant::now() + self.write_timeout;
+        let mut rest = frame;
+        let mut shortened = false;
+        let result = loop {
+            match (&*self.stream).write(rest) {
+                Ok(written) if written == rest.len() => break Ok(()),
+                Ok(0) => break Err(EndReason::WriteError),
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => break Err(EndReason::from_write_error(&error)),
+            }
+            // A partial write: what is left must fit in what is left of
+            // the deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_write_timeout(Some(left)).is_err() {
+                break Err(EndReason::Stalled);
+            }
+            shortened = true;
+        };
+        if shortened {
+            let _ = self.stream.set_write_timeout(Some(self.write_timeout));
+        }
+        match result {
             Ok(()) => {
                 let elapsed = self.opened.elapsed().as_millis() as u64;
                 self.last_write_ms.store(elapsed, Ordering::Relaxed);
                 Ok(())
             }
-            Err(error) => {
-                let reason = EndReason::from_write_error(&error);
+            Err(reason) => {
                 self.end(reason);
                 Err(reason)
             }
@@ -202,9 +269,7 @@ impl Connection {
     /// socket down. Shutting down makes the owner's blocked `peek` return at
     /// once, so it deregisters and logs without waiting for its timeout.
     pub fn end(&self, reason: EndReason) {
-        let _ =
-            self.end_reason
-                .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
+        self.note_end(reason);
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
@@ -424,7 +489,13 @@ mod tests {
 
     fn connection(id: u64, user_id: &str) -> Connection {
         let peer = "127.0.0.1:1".parse().unwrap();
-        Connection::new(id, user_id.to_string(), peer, socket())
+        Connection::new(
+            id,
+            user_id.to_string(),
+            peer,
+            socket(),
+            Duration::from_secs(1),
+        )
     }
 
     #[test]
@@ -528,7 +599,13 @@ mod tests {
             Ok(false),
             "not started yet"
         );
-        connection.send_start(&mut Vec::new(), |_| 5).unwrap();
+        let snapshot = || StartSnapshot {
+            last_id: 5,
+            replay: Vec::new(),
+        };
+        connection
+            .send_start(&mut Vec::new(), |_| snapshot())
+            .unwrap();
         assert_eq!(connection.send_pushed(5, b"x"), Ok(false));
         assert_eq!(connection.send_pushed(6, b"y"), Ok(true));
     }

@@ -31,7 +31,7 @@ use crate::limits::{
 };
 use crate::log;
 use crate::publish;
-use crate::registry::{EndReason, Registry};
+use crate::registry::Registry;
 use crate::request::{self, Parse, Request, RequestError};
 use crate::response::Reply;
 use crate::route::{self, Route};
@@ -502,8 +502,7 @@ pub fn finish_reply(stream: &TcpStream, bytes: &[u8]) {
 fn close_everything(shared: &Shared) -> usize {
     let streams = shared.registry.all_connections();
     publish::deliver_each(&streams, |connection| {
-        let _ = connection.send(sse::SHUTDOWN_EVENT);
-        connection.end(EndReason::Shutdown);
+        connection.send_farewell(sse::SHUTDOWN_EVENT);
         true
     });
     for socket in shared.lock_live().values() {

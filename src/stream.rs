@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::json;
 use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
 use crate::log;
-use crate::registry::{now_ms, Connection, Counts, EndReason};
+use crate::registry::{now_ms, Connection, Counts, EndReason, StartSnapshot};
 use crate::response::{stream_head, write_stream_head};
 use crate::server::Shared;
 use crate::sse;
@@ -45,8 +45,8 @@ const SPLIT_WAITS_OVER: Duration = Duration::from_secs(1);
 /// userId full of escapes makes it grow, once).
 const FRAME_BUFFER_BYTES: usize = 256;
 
-/// Serves `GET /sse/{user_id}` (or `HEAD`) until the client leaves, the
-/// stream fails, or the server shuts down.
+/// Serves `GET /sse/{user_id}` until the client leaves, the stream fails,
+/// or the server shuts down.
 pub fn serve(
     shared: &Shared,
     connection_id: u64,
@@ -55,7 +55,18 @@ pub fn serve(
     user_id: String,
     last_event_id: Option<u64>,
 ) {
-    let connection = Connection::new(connection_id, user_id, peer, Arc::clone(stream));
+    // Replay from the client's last id, or from the newest id right now: an
+    // event published while this stream registers and starts is then
+    // delivered exactly once, by replay or live (see `Connection::send_start`).
+    let replay_after = last_event_id.unwrap_or_else(|| shared.lock_history().last_id());
+    let write_timeout = shared.config.write_timeout;
+    let connection = Connection::new(
+        connection_id,
+        user_id,
+        peer,
+        Arc::clone(stream),
+        write_timeout,
+    );
     let Some((registration, counts)) = shared.registry.register(connection, shared.max_clients)
     else {
         send_server_full(shared, stream, connection_id, peer);
@@ -74,7 +85,7 @@ pub fn serve(
     // no allocation per tick, and nothing left behind in the allocator's
     // per-thread cache for the stream's whole life.
     let mut frame = Vec::with_capacity(FRAME_BUFFER_BYTES);
-    let reason = match start(shared, &connection, last_event_id, &mut frame) {
+    let reason = match start(shared, &connection, replay_after, &mut frame) {
         Ok(()) => wait_loop(shared, &connection, frame),
         Err(reason) => reason,
     };
@@ -96,29 +107,30 @@ pub fn log_close(connection: &Connection, reason: EndReason, counts: Counts) {
     );
 }
 
-/// Writes the start of the stream in one go: status line and headers, the
-/// opening comment, `retry:`, then the replay of missed events.
+/// Writes the start of the stream: status line and headers, the opening
+/// comment, `retry:`, then (a gap event and) the events after
+/// `replay_after` meant for this user. The replayed frames are shared with
+/// history, not copied, and the history lock is held only to pick them.
 fn start(
     shared: &Shared,
     connection: &Connection,
-    last_event_id: Option<u64>,
-    bytes: &mut Vec<u8>,
+    replay_after: u64,
+    head: &mut Vec<u8>,
 ) -> Result<(), EndReason> {
-    connection.send_start(bytes, |bytes| {
-        write_stream_head(bytes, shared.config.allow_origin.as_deref());
-        bytes.extend_from_slice(sse::OPENING_COMMENT);
-        sse::write_retry(bytes, jittered_ms(shared.config.retry, connection.id));
+    head.clear();
+    write_stream_head(head, shared.config.allow_origin.as_deref());
+    head.extend_from_slice(sse::OPENING_COMMENT);
+    sse::write_retry(head, jittered_ms(shared.config.retry, connection.id));
+    connection.send_start(head, |head| {
         let history = shared.lock_history();
-        if let Some(after_id) = last_event_id {
-            let replay = history.replay(&connection.user_id, after_id);
-            if let Some((from, to)) = replay.gap {
-                sse::write_gap(bytes, from, to);
-            }
-            for event in &replay.events {
-                bytes.extend_from_slice(&event.frame);
-            }
+        let replay = history.replay(&connection.user_id, replay_after);
+        if let Some((from, to)) = replay.gap {
+            sse::write_gap(head, from, to);
         }
-        history.last_id()
+        StartSnapshot {
+            last_id: history.last_id(),
+            replay: replay.events,
+        }
     })
 }
 
@@ -167,7 +179,7 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
                     let user = json::Quoted(&connection.user_id);
                     log!("tick user={user} conn={} users={users}", connection.id);
                 }
-                next_tick = Some(next_boundary(shared.started, every, now));
+                next_tick = Some(next_boundary(shared.started, every, Instant::now()));
                 continue;
             }
         }
@@ -265,7 +277,8 @@ fn next_boundary(started: Instant, every: Duration, now: Instant) -> Instant {
 /// jitter spreads reconnections out: after a restart, thousands of
 /// browsers would otherwise all come back in the same millisecond.
 fn jittered_ms(base: Duration, seed: u64) -> u64 {
-    base.as_millis() as u64 + random_u64(seed) % (RETRY_JITTER_MS + 1)
+    let base_ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    base_ms.saturating_add(random_u64(seed) % (RETRY_JITTER_MS + 1))
 }
 
 /// A random number from std alone: `RandomState` is seeded randomly per
