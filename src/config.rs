@@ -122,62 +122,60 @@ pub fn parse_args(
             }
             _ => (arg, None),
         };
+        let no_value = || match inline_value {
+            Some(_) => Err(ConfigError(format!("{flag} takes no value"))),
+            None => Ok(()),
+        };
         match flag.as_str() {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--version" | "-V" => return Ok(Command::Version),
-            "--verbose" | "-v" => config.verbose = true,
-            _ if !VALUE_FLAGS.contains(&flag.as_str()) => {
-                return Err(ConfigError(format!("unknown flag: {flag} (see --help)")));
+            "--help" | "-h" => return no_value().map(|()| Command::Help),
+            "--version" | "-V" => return no_value().map(|()| Command::Version),
+            "--verbose" | "-v" => {
+                no_value()?;
+                config.verbose = true;
             }
             _ => {
-                let value = match inline_value {
-                    Some(value) => value,
+                // The value is taken only once the flag is known, so an
+                // unknown flag is reported as such.
+                let mut value = || match inline_value.clone() {
+                    Some(value) => Ok(value),
                     None => args
                         .next()
-                        .ok_or_else(|| ConfigError(format!("{flag} needs a value")))?,
+                        .ok_or_else(|| ConfigError(format!("{flag} needs a value"))),
                 };
-                apply_flag(&mut config, &flag, &value)?;
+                apply_flag(&mut config, &flag, &mut value)?;
             }
         }
     }
     Ok(Command::Run(config))
 }
 
-/// The flags that take a value.
-const VALUE_FLAGS: [&str; 10] = [
-    "--bind",
-    "--port",
-    "--interval",
-    "--heartbeat",
-    "--retry",
-    "--history",
-    "--max-clients",
-    "--write-timeout",
-    "--publish-token",
-    "--allow-origin",
-];
-
-fn apply_flag(config: &mut Config, flag: &str, value: &str) -> Result<(), ConfigError> {
+/// Applies one flag that takes a value; `value` fetches it.
+fn apply_flag(
+    config: &mut Config,
+    flag: &str,
+    value: &mut dyn FnMut() -> Result<String, ConfigError>,
+) -> Result<(), ConfigError> {
     match flag {
         "--bind" => {
+            let value = value()?;
             config.bind = value
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse()
                 .map_err(|_| ConfigError(format!("--bind: not an IP address: {value}")))?;
         }
-        "--port" => config.port = parse_number(flag, value)?,
-        "--interval" => config.interval = non_zero(parse_duration(flag, value)?),
-        "--heartbeat" => config.heartbeat = non_zero(parse_duration(flag, value)?),
-        "--retry" => config.retry = parse_duration(flag, value)?,
-        "--history" => config.history = parse_number(flag, value)?,
-        "--max-clients" => config.max_clients = Some(parse_number(flag, value)?),
+        "--port" => config.port = parse_number(flag, &value()?)?,
+        "--interval" => config.interval = non_zero(parse_duration(flag, &value()?)?),
+        "--heartbeat" => config.heartbeat = non_zero(parse_duration(flag, &value()?)?),
+        "--retry" => config.retry = parse_duration(flag, &value()?)?,
+        "--history" => config.history = parse_number(flag, &value()?)?,
+        "--max-clients" => config.max_clients = Some(parse_number(flag, &value()?)?),
         "--write-timeout" => {
-            config.write_timeout = non_zero(parse_duration(flag, value)?)
+            config.write_timeout = non_zero(parse_duration(flag, &value()?)?)
                 .ok_or_else(|| ConfigError("--write-timeout: must be more than 0".into()))?;
         }
-        "--publish-token" => config.publish_token = Some(parse_header_value(flag, value)?),
-        "--allow-origin" => config.allow_origin = Some(parse_header_value(flag, value)?),
+        "--publish-token" => config.publish_token = Some(parse_header_value(flag, &value()?)?),
+        "--allow-origin" => config.allow_origin = Some(parse_header_value(flag, &value()?)?),
         _ => return Err(ConfigError(format!("unknown flag: {flag} (see --help)"))),
     }
     Ok(())

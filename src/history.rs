@@ -50,7 +50,8 @@ pub struct StoredEvent {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replay {
     /// `Some((from, to))` when events `from..=to` were evicted before this
-    /// client could get them.
+    /// client could get them (whether they were meant for it is no longer
+    /// known).
     pub gap: Option<(u64, u64)>,
     /// The retained events after the client's last id meant for it, in order.
     pub events: Vec<Arc<StoredEvent>>,

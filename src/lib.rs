@@ -9,8 +9,10 @@
 //!
 //! 1. [`request`]: bytes → a request head, or a precise error. Pure.
 //! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
-//! 3. [`sse`]: events → `text/event-stream` bytes. Pure.
-//! 4. [`response`]: status lines and headers. Pure.
+//! 3. [`sse`] and [`json`]: events → `text/event-stream` bytes, and the
+//!    escaping that keeps any userId inside its `data:` line. Pure.
+//! 4. [`response`]: status lines and headers. Pure. [`log`]: one line per
+//!    event.
 //! 5. [`registry`]: who is connected, and the handle other threads write
 //!    through.
 //! 6. [`stream`]: the life of one stream: ticks, and disconnect detection

@@ -14,8 +14,8 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Most header fields in one request: `431` past it.
 pub const MAX_HEADER_COUNT: usize = 64;
 
-/// Time a client has to send its complete request head, counted from accept:
-/// `408 Request Timeout` and a close past it. This is what cuts off a
+/// Time a client has to send its complete request head, counted from when
+/// its thread starts reading: `408 Request Timeout` and a close past it. This is what cuts off a
 /// Slowloris client that sends one byte at a time.
 pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -205,7 +205,7 @@ pub fn parse(buf: &[u8]) -> Result<Parse, RequestError> {
     let mut headers = Vec::new();
     loop {
         let Some(line) = lines.next_line()? else {
-            return check_partial_head(buf.len(), headers.len());
+            return check_partial_head(buf.len());
         };
         if line.is_empty() {
             break;
@@ -310,12 +310,11 @@ fn check_partial_request_line(line_so_far: &[u8], total: usize) -> Result<Parse,
     Ok(Parse::Partial)
 }
 
-/// The headers have not ended yet: fail early once over a limit.
-fn check_partial_head(total: usize, header_count: usize) -> Result<Parse, RequestError> {
+/// The headers have not ended yet: fail early once over the size limit.
+/// (The header count is checked as each line is parsed.)
+fn check_partial_head(total: usize) -> Result<Parse, RequestError> {
     if total > MAX_HEAD_BYTES {
         Err(RequestError::HeadTooLarge)
-    } else if header_count > MAX_HEADER_COUNT {
-        Err(RequestError::TooManyHeaders)
     } else {
         Ok(Parse::Partial)
     }

@@ -87,6 +87,8 @@ pub fn write_stream_head(out: &mut Vec<u8>, allow_origin: Option<&str>) {
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     out.extend_from_slice(b"Content-Type: text/event-stream; charset=utf-8\r\n");
     out.extend_from_slice(b"Cache-Control: no-cache, no-transform\r\n");
+    // As the original sends it. In HTTP/1.1 it changes nothing: this
+    // response has no length, so it still ends when the connection closes.
     out.extend_from_slice(b"Connection: keep-alive\r\n");
     out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
     if let Some(origin) = allow_origin {

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::history::History;
+use crate::history::{History, Target};
 use crate::json;
 use crate::limits::{
     ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, FULL_RETRY_AFTER_SECS, HEAD_READ_TIMEOUT,
@@ -32,7 +32,7 @@ use crate::limits::{
 use crate::log;
 use crate::publish;
 use crate::registry::Registry;
-use crate::request::{self, Parse, Request, RequestError};
+use crate::request::{self, Method, Parse, Request, RequestError};
 use crate::response::Reply;
 use crate::route::{self, Route};
 use crate::sse;
@@ -223,17 +223,23 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
 
 /// A `503` written by the accept loop itself. The socket is fresh, so its
 /// send buffer is empty and this small write cannot block; non-blocking
-/// mode makes sure of it.
+/// mode makes sure of it. What the client already sent is drained before
+/// the close, so the close does not turn into a reset that could destroy
+/// the reply (see [`finish_reply`]); what arrives later is not waited for.
 fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: &str) {
-    let reply =
-        Reply::text(503, reason).with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string());
-    let _ = stream.set_nonblocking(true);
-    let _ = (&*stream).write_all(&reply.to_bytes(false));
-    let _ = stream.shutdown(Shutdown::Both);
     log!(
         "reject status=503 reason={} conn={id} peer={peer}",
         json::Quoted(reason)
     );
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write_all(&server_full_reply().to_bytes(false));
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    for _ in 0..4 {
+        if !matches!((&*stream).read(&mut sink), Ok(count) if count > 0) {
+            break;
+        }
+    }
 }
 
 /// Removes the connection from `live` when its thread ends, however it ends.
@@ -248,20 +254,32 @@ impl Drop for LiveGuard<'_> {
     }
 }
 
+/// One accepted connection, as the functions below pass it around.
+struct Client {
+    id: u64,
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+}
+
 /// The whole life of one connection, on its own thread.
 fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: SocketAddr) {
     let _live = LiveGuard { shared, id };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.config.write_timeout));
+    let client = Client { id, stream, peer };
 
-    let (request, leftover) = match read_head(&stream) {
+    // 1. Read and parse the head.
+    let (request, leftover) = match read_head(&client.stream) {
         Ok(head) => head,
-        Err(failure) => return answer_head_failure(&stream, id, peer, failure),
+        Err(failure) => return answer_head_failure(&client, failure),
     };
+    // From here on a reply to HEAD carries no body (RFC 9110 §9.3.2).
+    let head_only = request.method == Method::Head;
     if let Err(error) = request::validate(&request) {
         let reply = Reply::text(error.status(), error.reason());
-        return reject(&stream, id, peer, reply, error.reason());
+        return reject(&client, reply, head_only);
     }
+    // 2. Route it.
     let route = match route::route(&request.method, &request.path, request.query.as_deref()) {
         Ok(route) => route,
         Err(error) => {
@@ -269,28 +287,21 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
             if let route::RouteError::MethodNotAllowed { allow } = error {
                 reply = reply.with_header("Allow", allow);
             }
-            return reject(&stream, id, peer, reply, error.reason());
+            return reject(&client, reply, head_only);
         }
     };
+    // 3. Refuse plain requests when the server is full; streams are told
+    //    to come back by `stream.rs`.
     if !matches!(route, Route::Stream { .. }) && shared.plain_requests_full() {
-        let reply = Reply::text(503, "server is full")
-            .with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string());
-        return reject(&stream, id, peer, reply, "server full");
+        return reject(&client, server_full_reply(), head_only);
     }
-    dispatch(shared, id, &stream, peer, &request, leftover, route);
+    // 4. Answer.
+    dispatch(shared, &client, &request, leftover, route);
 }
 
 /// Runs the route. Streams go to `stream.rs`; everything else is one reply.
-fn dispatch(
-    shared: &Shared,
-    id: u64,
-    stream: &Arc<TcpStream>,
-    peer: SocketAddr,
-    request: &Request,
-    leftover: Vec<u8>,
-    route: Route,
-) {
-    let (reply, head_only) = match route {
+fn dispatch(shared: &Shared, client: &Client, request: &Request, leftover: Vec<u8>, route: Route) {
+    let reply = match route {
         Route::Stream {
             user_id,
             head_only: false,
@@ -298,46 +309,66 @@ fn dispatch(
             drop(leftover); // pipelined bytes after a stream request mean nothing to us
             let last_event_id =
                 route::last_event_id(request.header("Last-Event-ID"), request.query.as_deref());
-            return stream::serve(shared, id, stream, peer, user_id, last_event_id);
+            let Client { id, stream, peer } = client;
+            return stream::serve(shared, *id, stream, *peer, user_id, last_event_id);
         }
         Route::Stream {
             head_only: true, ..
         } => {
+            // The same head as a stream's (RFC 9110 §9.3.2), then the close.
             let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
-            log!(
-                "reply status=200 method=HEAD path={} conn={id} peer={peer}",
-                json::Quoted(&request.path)
-            );
-            return finish_reply(stream, &head);
+            log_reply(client, request, 200);
+            return finish_reply(&client.stream, &head);
         }
-        Route::Demo { head_only } => (Reply::html(DEMO_PAGE), head_only),
-        Route::Users { head_only } => (users_reply(shared), head_only),
+        Route::Demo { .. } => Reply::html(DEMO_PAGE),
+        Route::Users { .. } => users_reply(shared),
         Route::Send { user_id, event } => {
-            let target = crate::history::Target::User(user_id);
-            (
-                publish::handle(shared, stream, peer, request, leftover, target, event),
-                false,
+            let target = Target::User(user_id);
+            publish::handle(
+                shared,
+                &client.stream,
+                client.peer,
+                request,
+                leftover,
+                target,
+                event,
             )
         }
         Route::Broadcast { event } => {
-            let target = crate::history::Target::All;
-            (
-                publish::handle(shared, stream, peer, request, leftover, target, event),
-                false,
+            let target = Target::All;
+            publish::handle(
+                shared,
+                &client.stream,
+                client.peer,
+                request,
+                leftover,
+                target,
+                event,
             )
         }
     };
+    let head_only = request.method == Method::Head;
     if reply.status >= 400 {
-        let reason = String::from_utf8_lossy(&reply.body).trim_end().to_string();
-        return reject(stream, id, peer, reply, &reason);
+        return reject(client, reply, head_only);
     }
+    log_reply(client, request, reply.status);
+    finish_reply(&client.stream, &reply.to_bytes(head_only));
+}
+
+/// `reply status=200 method=GET path="/users" conn=9 peer=…`.
+fn log_reply(client: &Client, request: &Request, status: u16) {
     log!(
-        "reply status={} method={} path={} conn={id} peer={peer}",
-        reply.status,
+        "reply status={status} method={} path={} conn={} peer={}",
         request.method.as_str(),
-        json::Quoted(&request.path)
+        json::Quoted(&request.path),
+        client.id,
+        client.peer
     );
-    finish_reply(stream, &reply.to_bytes(head_only));
+}
+
+/// `503 Service Unavailable` with `Retry-After`.
+fn server_full_reply() -> Reply {
+    Reply::text(503, "server is full").with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string())
 }
 
 /// `GET /users`: counts, and each user with its number of streams.
@@ -439,33 +470,36 @@ pub fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-fn answer_head_failure(stream: &TcpStream, id: u64, peer: SocketAddr, failure: HeadFailure) {
+fn answer_head_failure(client: &Client, failure: HeadFailure) {
     match failure {
-        HeadFailure::Invalid(error) => reject(
-            stream,
-            id,
-            peer,
-            Reply::text(error.status(), error.reason()),
-            error.reason(),
+        HeadFailure::Invalid(error) => {
+            reject(client, Reply::text(error.status(), error.reason()), false)
+        }
+        HeadFailure::Timeout => reject(
+            client,
+            Reply::text(408, "request head not complete in time"),
+            false,
         ),
-        HeadFailure::Timeout => {
-            let reason = "request head not complete in time";
-            reject(stream, id, peer, Reply::text(408, reason), reason)
-        }
-        HeadFailure::Gone { bytes } => {
-            log!("drop reason=\"closed before a complete request\" bytes={bytes} conn={id} peer={peer}");
-        }
+        HeadFailure::Gone { bytes } => log!(
+            "drop reason=\"closed before a complete request\" bytes={bytes} conn={} peer={}",
+            client.id,
+            client.peer
+        ),
     }
 }
 
-/// Logs an error reply once (`reject status=404 reason="…"`) and sends it.
-fn reject(stream: &TcpStream, id: u64, peer: SocketAddr, reply: Reply, reason: &str) {
+/// Logs an error reply once (`reject status=404 reason="…"`, the reason
+/// being its text body) and sends it.
+fn reject(client: &Client, reply: Reply, head_only: bool) {
+    let reason = String::from_utf8_lossy(&reply.body);
     log!(
-        "reject status={} reason={} conn={id} peer={peer}",
+        "reject status={} reason={} conn={} peer={}",
         reply.status,
-        json::Quoted(reason)
+        json::Quoted(reason.trim_end()),
+        client.id,
+        client.peer
     );
-    finish_reply(stream, &reply.to_bytes(false));
+    finish_reply(&client.stream, &reply.to_bytes(head_only));
 }
 
 /// Writes a final reply and closes cleanly.

@@ -35,7 +35,7 @@ use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
 use crate::log;
 use crate::registry::{now_ms, Connection, Counts, EndReason, StartSnapshot};
 use crate::response::{stream_head, write_stream_head};
-use crate::server::Shared;
+use crate::server::{is_timeout, Shared};
 use crate::sse;
 
 /// Waits longer than this are split in two (see [`first_stage`]).
@@ -94,16 +94,17 @@ pub fn serve(
 }
 
 /// Logs the end of a stream: `close user="alice" conn=7 users=1 conns=2
-/// reason=eof lived=12.4s`.
+/// reason=eof lived=12.4s peer=127.0.0.1:53412`.
 pub fn log_close(connection: &Connection, reason: EndReason, counts: Counts) {
     log!(
-        "close user={} conn={} users={} conns={} reason={} lived={:.1}s",
+        "close user={} conn={} users={} conns={} reason={} lived={:.1}s peer={}",
         json::Quoted(&connection.user_id),
         connection.id,
         counts.users,
         counts.connections,
         reason.as_str(),
-        connection.opened.elapsed().as_secs_f64()
+        connection.opened.elapsed().as_secs_f64(),
+        connection.peer
     );
 }
 
@@ -237,9 +238,8 @@ fn wait_for_client(connection: &Connection, wait: Option<Duration>) -> Wake {
     match socket.peek(&mut probe) {
         Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
         Ok(_) => discard_input(connection),
+        Err(error) if is_timeout(&error) => Wake::Deadline,
         Err(error) => match error.kind() {
-            // std documents that platforms differ: both mean "timed out".
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Wake::Deadline,
             io::ErrorKind::Interrupted => Wake::Data(0),
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
                 Wake::End(connection.note_end(EndReason::Reset))

@@ -215,7 +215,8 @@ fn bad_publish_requests() {
 }
 
 /// With `--publish-token`, publishing needs `Authorization: Bearer TOKEN`:
-/// 401 without it, 403 with a wrong one; the stream stays open to all.
+/// 401 without it or with a wrong one (RFC 6750 §3.1); the stream stays
+/// open to all.
 #[test]
 fn publish_token_is_required() {
     let server = push_server(&["--publish-token", "s3cret"]);
@@ -229,7 +230,12 @@ fn publish_token_is_required() {
     let (status, head, _) = publish("");
     assert_eq!(status, 401);
     assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
-    assert_eq!(publish("Authorization: Bearer wrong\r\n").0, 403);
+    let (status, head, _) = publish("Authorization: Bearer wrong\r\n");
+    assert_eq!(status, 401);
+    assert!(
+        head.contains("WWW-Authenticate: Bearer error=\"invalid_token\""),
+        "{head}"
+    );
     assert_eq!(publish("Authorization: Bearer s3cret\r\n").0, 202);
     assert_eq!(client.next_pushed(), "id: 1\ndata: hi\n\n");
 }

@@ -256,6 +256,20 @@ fn head_request_gets_headers_only() {
     assert_eq!(server.counts(), (0, 0), "a HEAD request registers nobody");
 }
 
+/// An error answer to `HEAD` has the error's headers and no body.
+#[test]
+fn head_errors_have_no_body() {
+    let server = Server::start(&["--interval", "50ms"]);
+    let raw = server.exchange(b"HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text:?}");
+    assert!(text.contains("Content-Length: 13\r\n"), "{text:?}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "no body after the head: {text:?}"
+    );
+}
+
 /// HTTP/1.0 clients are served too (the answer is HTTP/1.1, RFC 9110 §6.2).
 #[test]
 fn http10_is_served() {
