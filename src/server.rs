@@ -296,62 +296,59 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
         return reject(&client, server_full_reply(), head_only);
     }
     // 4. Answer.
-    dispatch(shared, &client, &request, leftover, route);
+    dispatch(shared, &client, request, leftover, route);
 }
 
 /// Runs the route. Streams go to `stream.rs`; everything else is one reply.
-fn dispatch(shared: &Shared, client: &Client, request: &Request, leftover: Vec<u8>, route: Route) {
-    let reply = match route {
-        Route::Stream {
+fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8>, route: Route) {
+    if let Route::Stream {
+        user_id,
+        head_only: false,
+    } = route
+    {
+        let last_event_id =
+            route::last_event_id(request.header("Last-Event-ID"), request.query.as_deref());
+        // A stream keeps nothing of its request: the head and any pipelined
+        // bytes after it are freed before the long wait begins.
+        drop((request, leftover));
+        return stream::serve(
+            shared,
+            client.id,
+            &client.stream,
+            client.peer,
             user_id,
-            head_only: false,
-        } => {
-            drop(leftover); // pipelined bytes after a stream request mean nothing to us
-            let last_event_id =
-                route::last_event_id(request.header("Last-Event-ID"), request.query.as_deref());
-            let Client { id, stream, peer } = client;
-            return stream::serve(shared, *id, stream, *peer, user_id, last_event_id);
-        }
-        Route::Stream {
-            head_only: true, ..
-        } => {
-            // The same head as a stream's (RFC 9110 §9.3.2), then the close.
+            last_event_id,
+        );
+    }
+    // Bytes after the head are the start of a publisher's body.
+    let publish = |target, event| {
+        publish::handle(
+            shared,
+            &client.stream,
+            client.peer,
+            &request,
+            leftover,
+            target,
+            event,
+        )
+    };
+    let reply = match route {
+        Route::Stream { .. } => {
+            // `HEAD`: the same head as a stream's (RFC 9110 §9.3.2), then close.
             let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
-            log_reply(client, request, 200);
+            log_reply(client, &request, 200);
             return finish_reply(&client.stream, &head);
         }
         Route::Demo { .. } => Reply::html(DEMO_PAGE),
         Route::Users { .. } => users_reply(shared),
-        Route::Send { user_id, event } => {
-            let target = Target::User(user_id);
-            publish::handle(
-                shared,
-                &client.stream,
-                client.peer,
-                request,
-                leftover,
-                target,
-                event,
-            )
-        }
-        Route::Broadcast { event } => {
-            let target = Target::All;
-            publish::handle(
-                shared,
-                &client.stream,
-                client.peer,
-                request,
-                leftover,
-                target,
-                event,
-            )
-        }
+        Route::Send { user_id, event } => publish(Target::User(user_id), event),
+        Route::Broadcast { event } => publish(Target::All, event),
     };
     let head_only = request.method == Method::Head;
     if reply.status >= 400 {
         return reject(client, reply, head_only);
     }
-    log_reply(client, request, reply.status);
+    log_reply(client, &request, reply.status);
     finish_reply(&client.stream, &reply.to_bytes(head_only));
 }
 

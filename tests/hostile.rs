@@ -127,12 +127,7 @@ fn wait_for_lines_ending(server: &Server, suffix: &str) -> Vec<String> {
 fn assert_still_serving(server: &Server) {
     let (status, _, body) = server.get("/users");
     assert_eq!(status, 200, "{body}");
-    let panics: Vec<String> = server
-        .log_lines()
-        .into_iter()
-        .filter(|line| line.contains("panic"))
-        .collect();
-    assert!(panics.is_empty(), "{panics:?}");
+    server.assert_no_panic();
 }
 
 /// The value of header `name` in a raw response, if present.

@@ -10,9 +10,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+#[cfg(target_os = "linux")]
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -76,17 +77,6 @@ fn assert_settles(pid: u32, baseline: (usize, usize), what: &str) -> (usize, usi
         );
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Log lines with no panic in them.
-#[track_caller]
-fn assert_no_panic(server: &Server) {
-    let panics: Vec<String> = server
-        .log_lines()
-        .into_iter()
-        .filter(|line| line.contains("panic"))
-        .collect();
-    assert!(panics.is_empty(), "{panics:?}");
 }
 
 /// This process's soft open-file limit (Linux), so the flood fits in it.
@@ -174,7 +164,7 @@ fn slowloris_is_cut_off_and_others_are_served() {
     drop(normal);
     assert!(server.wait_for_users(0, Duration::from_secs(5)));
     assert_settles(server.pid(), base, "slowloris");
-    assert_no_panic(&server);
+    server.assert_no_panic();
 }
 
 /// Sends one more byte of an endless head on every socket, four times a
@@ -228,7 +218,7 @@ fn flood_of_idle_connections() {
     assert!(server.wait_for_users(0, Duration::from_secs(5)));
     assert_settles(server.pid(), base, "flood");
     assert_eq!(server.get("/users").0, 200);
-    assert_no_panic(&server);
+    server.assert_no_panic();
 }
 
 /// Connect/close churn as fast as possible, then streams dropped with
@@ -283,7 +273,7 @@ fn connect_close_churn_and_resets() {
 
     assert!(server.wait_for_users(0, Duration::from_secs(5)));
     assert_settles(server.pid(), base, "churn");
-    assert_no_panic(&server);
+    server.assert_no_panic();
 }
 
 /// A stream client that never reads while big events are pushed to it is
@@ -366,107 +356,36 @@ fn non_reading_client_is_dropped_as_stalled() {
     );
     drop(stuck);
     assert!(server.wait_for_users(0, Duration::from_secs(5)));
-    assert_no_panic(&server);
+    server.assert_no_panic();
 }
 
-/// The server started by `sh` under a low open-file limit, with its log
-/// collected like `common::Server` does.
+/// Starts the server through `sh -c 'ulimit -n FDS && exec sse-server
+/// --port 0 ARGS…'`, so it runs under a low open-file limit and the child's
+/// PID is the server's.
 #[cfg(target_os = "linux")]
-struct LimitedServer {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+fn start_with_fd_limit(fds: usize, args: &[&str]) -> Server {
+    let script = format!("ulimit -n {fds} && exec \"$0\" --port 0 \"$@\"");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_sse-server"))
+        .args(args)
+        .env_remove("PORT");
+    Server::start_command(command)
 }
 
+/// CPU time (user + system) a process used so far, from `/proc/PID/stat`,
+/// in clock ticks (USER_HZ, 100 per second on Linux).
 #[cfg(target_os = "linux")]
-impl LimitedServer {
-    /// Runs `ulimit -n FDS; exec sse-server --port 0 ARGS…`, so the PID is
-    /// the server's.
-    fn start(fds: usize, args: &[&str]) -> LimitedServer {
-        let script = format!("ulimit -n {fds} && exec \"$0\" --port 0 \"$@\"");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(env!("CARGO_BIN_EXE_sse-server"))
-            .args(args)
-            .env_remove("PORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sh");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let collector = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                collector.lock().unwrap().push(line);
-            }
-        });
-        let mut server = LimitedServer {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            log,
-        };
-        let first = server
-            .wait_for_log("listening on http://", Duration::from_secs(10))
-            .expect("server printed its address");
-        server.addr = first
-            .trim_start_matches("listening on http://")
-            .parse()
-            .expect("a socket address");
-        server
-    }
-
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        let lines = self.log.lock().unwrap();
-        lines
-            .iter()
-            .filter(|line| line.contains(needle))
-            .cloned()
-            .collect()
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.lines_with(needle).into_iter().next() {
-                return Some(line);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// CPU time (user + system) used so far, from `/proc/PID/stat`, in
-    /// clock ticks (USER_HZ, 100 per second on Linux).
-    fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read stat");
-        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-        let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let utime: u64 = fields[11].parse().expect("utime");
-        let stime: u64 = fields[12].parse().expect("stime");
-        utime + stime
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for LimitedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "--- server log ---\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-        }
-    }
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
 }
 
 /// Out of file descriptors (the server started under `ulimit -n 64`, then
@@ -480,8 +399,8 @@ fn out_of_descriptors_backs_off_and_recovers() {
     const FD_LIMIT: usize = 64;
     const CONNECTIONS: usize = 150;
     let _turn = take_turn();
-    let server = LimitedServer::start(FD_LIMIT, &["--max-clients", "200"]);
-    let at_rest = threads_and_fds(server.child.id());
+    let server = start_with_fd_limit(FD_LIMIT, &["--max-clients", "200"]);
+    let at_rest = threads_and_fds(server.pid());
     let mut idle = Vec::new();
     for _ in 0..CONNECTIONS {
         let socket = TcpStream::connect_timeout(&server.addr, IO_TIMEOUT).expect("connect");
@@ -491,11 +410,11 @@ fn out_of_descriptors_backs_off_and_recovers() {
     server
         .wait_for_log("accept-error", Duration::from_secs(5))
         .expect("an accept-error line");
-    let saturated = threads_and_fds(server.child.id());
+    let saturated = threads_and_fds(server.pid());
 
-    let cpu_before = server.cpu_ticks();
+    let cpu_before = cpu_ticks(server.pid());
     thread::sleep(Duration::from_secs(1));
-    let cpu_ticks = server.cpu_ticks() - cpu_before;
+    let cpu_ticks = cpu_ticks(server.pid()) - cpu_before;
     let errors = server.lines_with("accept-error");
     eprintln!(
         "out of fds: at rest threads={} fds={}; saturated threads={} fds={}; \

@@ -30,18 +30,23 @@ impl Server {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sse-server"));
-        command
-            .args(["--port", "0"])
-            .args(args)
-            .env_remove("PORT")
-            .env_remove("SSE_PUBLISH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        command.args(["--port", "0"]).args(args);
+        command.env_remove("PORT").env_remove("SSE_PUBLISH_TOKEN");
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("start sse-server");
+        Server::start_command(command)
+    }
+
+    /// Runs `command`, which must end up exec'ing the server on port 0 (so
+    /// the child's PID is the server's), and waits for its address.
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sse-server");
         let stdout = child.stdout.take().expect("stdout is piped");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let collector = Arc::clone(&log);
@@ -66,6 +71,21 @@ impl Server {
         let address = first.trim_start_matches("listening on http://");
         server.addr = address.parse().expect("a socket address");
         server
+    }
+
+    /// The log lines that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.log_lines()
+            .into_iter()
+            .filter(|line| line.contains(needle))
+            .collect()
+    }
+
+    /// Fails the test if any log line mentions a panic.
+    #[track_caller]
+    pub fn assert_no_panic(&self) {
+        let panics = self.lines_with("panic");
+        assert!(panics.is_empty(), "{panics:?}");
     }
 
     pub fn pid(&self) -> u32 {
