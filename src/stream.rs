@@ -151,7 +151,8 @@ fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, pee
 enum Wake {
     /// The deadline passed: time to tick or send a heartbeat.
     Deadline,
-    /// The client sent this many bytes (now read and discarded).
+    /// The client sent this many bytes (now read and discarded); 0 when the
+    /// wait was merely interrupted.
     Data(usize),
     /// The stream is over.
     End(EndReason),
@@ -161,29 +162,21 @@ enum Wake {
 fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> EndReason {
     let interval = shared.config.interval;
     let heartbeat = shared.config.heartbeat;
-    if frame.capacity() > FRAME_BUFFER_BYTES {
-        frame = Vec::with_capacity(FRAME_BUFFER_BYTES); // a long replay grew it
-    }
     let mut next_tick = interval.map(|every| next_boundary(shared.started, every, Instant::now()));
     let mut discarded = 0;
     loop {
+        // 1. A tick that is due.
         let now = Instant::now();
         if let (Some(tick_at), Some(every)) = (next_tick, interval) {
             if tick_at <= now {
-                frame.clear();
-                let users = shared.registry.user_count();
-                sse::write_tick(&mut frame, &connection.user_id, users, now_ms());
-                if let Err(reason) = connection.send(&frame) {
+                if let Err(reason) = send_tick(shared, connection, &mut frame) {
                     return reason;
-                }
-                if shared.config.verbose {
-                    let user = json::Quoted(&connection.user_id);
-                    log!("tick user={user} conn={} users={users}", connection.id);
                 }
                 next_tick = Some(next_boundary(shared.started, every, Instant::now()));
                 continue;
             }
         }
+        // 2. A heartbeat that is due.
         let idle = connection.idle_since_last_write();
         let heartbeat_in = heartbeat.map(|every| every.saturating_sub(idle));
         if heartbeat_in == Some(Duration::ZERO) {
@@ -192,6 +185,7 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
             }
             continue;
         }
+        // 3. Wait for whichever comes first, or for the client.
         let tick_in = next_tick.map(|tick_at| tick_at.saturating_duration_since(now));
         let wait = [tick_in, heartbeat_in].into_iter().flatten().min();
         match wait_for_client(connection, wait.map(first_stage)) {
@@ -205,6 +199,24 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
             Wake::End(reason) => return reason,
         }
     }
+}
+
+/// Formats the timer frame into the reused buffer and writes it; with
+/// `--verbose`, logs it like the original's "Interval loop" line.
+fn send_tick(
+    shared: &Shared,
+    connection: &Connection,
+    frame: &mut Vec<u8>,
+) -> Result<(), EndReason> {
+    frame.clear();
+    let users = shared.registry.user_count();
+    sse::write_tick(frame, &connection.user_id, users, now_ms());
+    connection.send(frame)?;
+    if shared.config.verbose {
+        let user = json::Quoted(&connection.user_id);
+        log!("tick user={user} conn={} users={users}", connection.id);
+    }
+    Ok(())
 }
 
 /// The part of a wait to sleep in one go.
