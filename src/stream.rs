@@ -330,6 +330,15 @@ mod tests {
     }
 
     #[test]
+    fn only_long_waits_of_long_periods_are_split() {
+        let ms = Duration::from_millis;
+        assert_eq!(first_stage(ms(3000), true), ms(2625));
+        assert_eq!(first_stage(ms(400), true), ms(350));
+        assert_eq!(first_stage(ms(150), true), ms(150));
+        assert_eq!(first_stage(ms(3000), false), ms(3000));
+    }
+
+    #[test]
     fn jitter_stays_within_its_bound() {
         for seed in 0..200 {
             let ms = jittered_ms(Duration::from_secs(3), seed);
