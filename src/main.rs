@@ -37,6 +37,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> std::io::Result<()> {
+    log_panics();
     let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))?;
     let address = listener.local_addr()?;
     // Scripts and tests wait for this exact line.
@@ -57,6 +58,30 @@ fn run(config: Config) -> std::io::Result<()> {
     install_shutdown_handler(&server)?;
     server.run();
     Ok(())
+}
+
+/// A panic (there should be none) is logged as one line on stdout, like
+/// every other event, before the default hook prints it to stderr. The
+/// thread's `Registration` then deregisters its stream (`reason=panic`).
+fn log_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        sse_server::log!(
+            "panic thread={} at={} message={}",
+            sse_server::json::Quoted(thread.name().unwrap_or("?")),
+            location,
+            sse_server::json::Quoted(message)
+        );
+        default_hook(info);
+    }));
 }
 
 /// Each stream holds one file descriptor, so the open-file limit bounds the

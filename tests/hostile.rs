@@ -56,6 +56,10 @@ impl Hostile {
         // The server may close before reading everything (a huge head):
         // a failed write is part of the test, the response is what counts.
         let _ = socket.write_all(request);
+        if request.is_empty() {
+            // A client that leaves without a byte: send our FIN.
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+        }
         let response = read_to_close(&mut socket);
         drop(socket);
         let shown = String::from_utf8_lossy(request);

@@ -46,7 +46,7 @@ fn take_turn() -> MutexGuard<'static, ()> {
 fn baseline(server: &Server) -> (usize, usize) {
     assert_eq!(server.get("/users").0, 200);
     let mut previous = threads_and_fds(server.pid());
-    loop {
+    for _ in 0..100 {
         thread::sleep(Duration::from_millis(100));
         let now = threads_and_fds(server.pid());
         if now == previous {
@@ -54,6 +54,7 @@ fn baseline(server: &Server) -> (usize, usize) {
         }
         previous = now;
     }
+    panic!("threads and fds never settled within 10 s: last {previous:?}");
 }
 
 /// Polls until the server is back within [`SLACK`] of `baseline`; returns

@@ -325,17 +325,31 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Reads until EOF, an error or the read timeout.
+/// Reads until the server closes (EOF, or a reset after its reply). Panics
+/// if the read timeout passes first: a server that hangs must not look like
+/// one that closed.
 pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut chunk = [0u8; 4096];
-    while let Ok(count) = stream.read(&mut chunk) {
-        if count == 0 {
-            break;
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return all,
+            Ok(count) => all.extend_from_slice(&chunk[..count]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "the server did not close within the read timeout; got {:?}",
+                    String::from_utf8_lossy(&all)
+                )
+            }
+            Err(_) => return all,
         }
-        all.extend_from_slice(&chunk[..count]);
     }
-    all
 }
 
 /// Splits a raw response into (status, head text, body text).
