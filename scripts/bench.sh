@@ -4,6 +4,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+unset SSE_PUBLISH_TOKEN # the load generator publishes from loopback, which needs no token
 
 err() { echo "bench: $*" >&2; }
 
@@ -54,7 +55,8 @@ pid_max=$(cat /proc/sys/kernel/pid_max)
 threads_max=$(cat /proc/sys/kernel/threads-max)
 map_count=$(cat /proc/sys/vm/max_map_count)
 read -r port_low port_high < /proc/sys/net/ipv4/ip_local_port_range
-tasks_now=$(find /proc/[0-9]*/task -maxdepth 1 -mindepth 1 2>/dev/null | wc -l)
+# (A process may exit while find walks /proc; that is not an error here.)
+tasks_now=$({ find /proc/[0-9]*/task -maxdepth 1 -mindepth 1 2>/dev/null || true; } | wc -l)
 limit_names=("open files (ulimit -n $fds, per process)"
              "pids (kernel.pid_max $pid_max, $tasks_now tasks running)"
              "threads (kernel.threads-max $threads_max)"

@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS="$ROOT/scripts/clients"
 export LC_ALL=C
+unset SSE_PUBLISH_TOKEN # the clients publish from loopback, which needs no token
 err() { printf '%s\n' "$*" >&2; }
 
 PASSED=0
@@ -20,6 +21,7 @@ missing() {
   [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || what+=(chromium)
   command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || what+=(nginx)
   command -v curl >/dev/null || what+=(curl)
+  command -v python3 >/dev/null || what+=(python3)
   command -v node >/dev/null || what+=(node)
   [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource ]] || what+=(node_modules)
   echo "${what[*]}"
@@ -79,7 +81,7 @@ run_client() {
 run_client curl "curl" bash "$CLIENTS/curl.sh"
 run_client node-eventsource "node node_modules" node "$CLIENTS/node-eventsource.mjs"
 run_client browser "node node_modules chromium" node "$CLIENTS/browser.mjs"
-run_client nginx "curl nginx" bash "$CLIENTS/nginx.sh"
+run_client nginx "curl nginx python3" bash "$CLIENTS/nginx.sh"
 
 # 4. One row per client.
 echo

@@ -4,6 +4,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+unset SSE_PUBLISH_TOKEN # publishing from loopback needs no token
 err() { echo "smoke: $*" >&2; }
 
 command -v curl >/dev/null || { err "curl is required"; echo "0 passed, 1 failed"; exit 1; }
@@ -65,16 +66,16 @@ stream_out=$(mktemp)
 curl -sS -N --max-time 3 "$base/sse/pushy" >"$stream_out" 2>/dev/null &
 curl_pid=$!
 for _ in $(seq 1 40); do grep -q 'open user="pushy"' "$log" && break; sleep 0.05; done
-reply=$(curl -sS -d 'hello from curl' "$base/send/pushy?event=greeting")
+reply=$(curl -sS --max-time 5 -d 'hello from curl' "$base/send/pushy?event=greeting") || true
 check "publish answers 202 json" "$(contains "$reply" '"delivered":1'; echo $?)"
 wait "$curl_pid" || true
 pushed=$(cat "$stream_out"); rm -f "$stream_out"
 check "pushed event arrives" "$(contains "$pushed" $'id: 1\nevent: greeting\ndata: hello from curl\n\n'; echo $?)"
 
 # 4. Error answers.
-code=$(curl -s -o /dev/null -w '%{http_code}' "$base/nope")
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/nope") || true
 check "unknown path is 404 ($code)" "$([ "$code" = 404 ]; echo $?)"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$base/sse/x")
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -X DELETE "$base/sse/x") || true
 check "DELETE on a stream is 405 ($code)" "$([ "$code" = 405 ]; echo $?)"
 
 if [ "$failed" -gt 0 ]; then

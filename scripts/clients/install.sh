@@ -4,6 +4,7 @@
 set -euo pipefail
 err() { printf '%s\n' "$*" >&2; }
 cd "$(dirname "$0")"
+SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
 
 missing=()
 for pair in chromium:/usr/bin/chromium nginx:/usr/sbin/nginx curl:/usr/bin/curl; do
@@ -11,7 +12,6 @@ for pair in chromium:/usr/bin/chromium nginx:/usr/sbin/nginx curl:/usr/bin/curl;
 done
 if ((${#missing[@]} > 0)); then
   if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
-    SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
   else
@@ -19,7 +19,15 @@ if ((${#missing[@]} > 0)); then
     exit 1
   fi
 fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends nodejs npm
+  fi
+fi
 command -v node >/dev/null || { err "node (20 or newer) is required"; exit 1; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 20)) || { err "node $node_major is too old: 20 or newer is required"; exit 1; }
 # npm ci installs exactly what package-lock.json pins; npm ls fails if anything is missing or differs.
 if ! npm ls --all >/dev/null 2>&1; then
   npm ci --no-audit --no-fund

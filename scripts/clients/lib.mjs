@@ -51,12 +51,21 @@ export async function serverUnderTest() {
  * Starts a server and waits for its "listening on" line. Resolves to
  * { url, own, pid, hasLog, logText(), logLines(), closeLogged(user, sinceLine, ms), stop(), exited }.
  */
+// Servers this process started are killed when it exits, however it exits (a hard-stop timer,
+// an uncaught error), so none is left running.
+const spawned = new Set();
+process.on("exit", () => {
+  for (const child of spawned) child.kill("SIGKILL");
+});
+
 export async function startServer(bin = process.env.SSE_BIN || path.join(ROOT, "target/release/sse-server"),
   flags = process.env.SSE_FLAGS || "--port 0 --interval 200ms --retry 500ms") {
   const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sse-node-")), "server.log");
   const fd = fs.openSync(logFile, "w");
   const child = spawn(bin, flags.split(/\s+/), { stdio: ["ignore", fd, fd] });
   fs.closeSync(fd);
+  spawned.add(child);
+  child.on("exit", () => spawned.delete(child));
   const line = await waitFor(() => readLog(logFile).match(/listening on (http:\/\/\S+)/), 10_000);
   if (!line) throw new Error("server did not print 'listening on' within 10 s:\n" + readLog(logFile));
   return serverHandle(line[1], logFile, child);

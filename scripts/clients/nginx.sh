@@ -7,7 +7,11 @@ source "$(dirname "$0")/lib.sh"
 
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 NGINX_PID=""
-stop_all() { [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null; stop_server; rm -rf "${WORK:-}"; }
+stop_all() {
+  if [[ -n $NGINX_PID ]]; then kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
+  stop_server
+  rm -rf "${WORK:-}"
+}
 trap stop_all EXIT
 if [[ ! -x $NGINX ]]; then
   fail "nginx not found: run scripts/clients/install.sh (apt-get install -y nginx)"; finish
@@ -115,12 +119,12 @@ first_id=$((PUBLISH_ID - 4))
 wait "$STREAM_PID" || true
 check "through nginx: all 5 pushes arrived (${#lags[@]})" test "${#lags[@]}" -eq 5
 max_push=$(printf '%s\n' "${lags[@]:-9999}" | sort -n | tail -1)
-check "through nginx: push to arrival at most 50 ms (${lags[*]:-none} ms)" awk -v m="$max_push" 'BEGIN { exit !(m <= 50) }'
+check "through nginx: push to arrival at most 250 ms (${lags[*]:-none} ms)" awk -v m="$max_push" 'BEGIN { exit !(m <= 250) }'
 lag=$(frame_lag_ms "$WORK/live")
-check "through nginx: timer frames arrive within 50 ms of their time stamp (max lag: $lag)" \
-  awk -v m="${lag%% *}" 'BEGIN { exit !(m != "none" && m <= 50) }'
+check "through nginx: timer frames arrive within 250 ms of their time stamp (max lag: $lag)" \
+  awk -v m="${lag%% *}" 'BEGIN { exit !(m != "none" && m <= 250) }'
 ((${#lags[@]} == 5)) && pushed=ok
-[[ ${lag%% *} != none ]] && awk -v m="${lag%% *}" 'BEGIN { exit !(m <= 50) }' && frames=ok
+[[ ${lag%% *} != none ]] && awk -v m="${lag%% *}" 'BEGIN { exit !(m <= 250) }' && frames=ok
 latency=${lags[0]:-n/a}
 
 # Same through the copy without proxy_buffering off: X-Accel-Buffering: no alone must do.
@@ -128,12 +132,12 @@ stream_with_times "http://127.0.0.1:$port_xab/sse/$user-xab" "$WORK/xab" 1.5
 wait "$STREAM_PID" || true
 lag=$(frame_lag_ms "$WORK/xab")
 check "without proxy_buffering off, X-Accel-Buffering alone keeps frames prompt (max lag: $lag)" \
-  awk -v m="${lag%% *}" 'BEGIN { exit !(m != "none" && m <= 50) }'
+  awk -v m="${lag%% *}" 'BEGIN { exit !(m != "none" && m <= 250) }'
 stream_with_times "http://127.0.0.1:$port_buffered/sse/$user-buffered" "$WORK/buffered" 1.5
 wait "$STREAM_PID" || true
 lag=$(frame_lag_ms "$WORK/buffered")
 check "control: with buffering forced on, frames are held back (max lag: $lag)" \
-  awk -v m="${lag%% *}" 'BEGIN { exit !(m == "none" || m > 100) }'
+  awk -v m="${lag%% *}" 'BEGIN { exit !(m == "none" || m > 1000) }'
 
 # 5. Publish through nginx (allowed from 127.0.0.1), and replay with Last-Event-ID through nginx.
 status=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 -d "via nginx" "$via/send/$user?event=chat")
