@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn flags_with_space_or_equals() {
         let expected = Config {
-            bind: "::1".parse().unwrap(),
+            bind: "::1".parse().expect("test setup"),
             port: 0,
             interval: Some(Duration::from_millis(50)),
             verbose: true,

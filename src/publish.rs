@@ -293,8 +293,8 @@ mod tests {
         let header =
             authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
         let request = request(&format!("POST /broadcast HTTP/1.1\r\n{header}\r\n"));
-        let actual =
-            authorize(token, peer.parse().unwrap(), &request).map_err(|reply| reply.status);
+        let actual = authorize(token, peer.parse().expect("test setup"), &request)
+            .map_err(|reply| reply.status);
         assert_eq!(actual, expected);
     }
 

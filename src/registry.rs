@@ -482,13 +482,14 @@ mod tests {
     /// A connected socket pair's server half, so a `Connection` has a real
     /// stream (the registry itself never touches it).
     fn socket() -> Arc<TcpStream> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        Arc::new(listener.accept().unwrap().0)
+        let listener = TcpListener::bind("127.0.0.1:0").expect("test setup");
+        let _client =
+            TcpStream::connect(listener.local_addr().expect("test setup")).expect("test setup");
+        Arc::new(listener.accept().expect("test setup").0)
     }
 
     fn connection(id: u64, user_id: &str) -> Connection {
-        let peer = "127.0.0.1:1".parse().unwrap();
+        let peer = "127.0.0.1:1".parse().expect("test setup");
         Connection::new(
             id,
             user_id.to_string(),
@@ -501,7 +502,9 @@ mod tests {
     #[test]
     fn second_tab_of_a_user_counts_once_and_survives_the_first_closing() {
         let registry = Registry::new();
-        let (first, counts) = registry.register(connection(1, "alice"), 10).unwrap();
+        let (first, counts) = registry
+            .register(connection(1, "alice"), 10)
+            .expect("test setup");
         assert_eq!(
             counts,
             Counts {
@@ -509,7 +512,9 @@ mod tests {
                 connections: 1
             }
         );
-        let (second, counts) = registry.register(connection(2, "alice"), 10).unwrap();
+        let (second, counts) = registry
+            .register(connection(2, "alice"), 10)
+            .expect("test setup");
         assert_eq!(
             counts,
             Counts {
@@ -538,7 +543,9 @@ mod tests {
     #[test]
     fn finishing_releases_the_connection() {
         let registry = Registry::new();
-        let (registration, _) = registry.register(connection(1, "a"), 10).unwrap();
+        let (registration, _) = registry
+            .register(connection(1, "a"), 10)
+            .expect("test setup");
         let weak = Arc::downgrade(&registration.connection);
         registration.finish();
         assert!(
@@ -550,8 +557,12 @@ mod tests {
     #[test]
     fn users_are_counted_by_distinct_id() {
         let registry = Registry::new();
-        let (_a, _) = registry.register(connection(1, "a"), 10).unwrap();
-        let (_b, counts) = registry.register(connection(2, "b"), 10).unwrap();
+        let (_a, _) = registry
+            .register(connection(1, "a"), 10)
+            .expect("test setup");
+        let (_b, counts) = registry
+            .register(connection(2, "b"), 10)
+            .expect("test setup");
         assert_eq!(counts.users, 2);
         assert_eq!(registry.all_connections().len(), 2);
         let names: Vec<String> = registry.summary().into_iter().map(|u| u.user_id).collect();
@@ -561,7 +572,9 @@ mod tests {
     #[test]
     fn registration_stops_at_the_limit() {
         let registry = Registry::new();
-        let (_a, _) = registry.register(connection(1, "a"), 1).unwrap();
+        let (_a, _) = registry
+            .register(connection(1, "a"), 1)
+            .expect("test setup");
         assert!(registry.register(connection(2, "b"), 1).is_none());
         assert_eq!(registry.connection_count(), 1);
     }
@@ -571,14 +584,16 @@ mod tests {
         let registry = Arc::new(Registry::new());
         let shared = Arc::clone(&registry);
         let result = std::thread::spawn(move || {
-            let (_registration, _) = shared.register(connection(1, "a"), 10).unwrap();
+            let (_registration, _) = shared.register(connection(1, "a"), 10).expect("test setup");
             let _users = shared.write(); // poison the lock while holding it
             panic!("boom");
         })
         .join();
         assert!(result.is_err());
         assert_eq!(registry.user_count(), 0);
-        let (_b, counts) = registry.register(connection(2, "b"), 10).unwrap();
+        let (_b, counts) = registry
+            .register(connection(2, "b"), 10)
+            .expect("test setup");
         assert_eq!(counts.users, 1);
     }
 
@@ -605,7 +620,7 @@ mod tests {
         };
         connection
             .send_start(&mut Vec::new(), |_| snapshot())
-            .unwrap();
+            .expect("test setup");
         assert_eq!(connection.send_pushed(5, b"x"), Ok(false));
         assert_eq!(connection.send_pushed(6, b"y"), Ok(true));
     }

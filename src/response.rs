@@ -142,7 +142,7 @@ mod tests {
 
     #[track_caller]
     fn check(bytes: Vec<u8>, expected: &str) {
-        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+        assert_eq!(String::from_utf8(bytes).expect("test setup"), expected);
     }
 
     #[test]
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn stream_head_with_allowed_origin() {
-        let head = String::from_utf8(stream_head(Some("https://a.example"))).unwrap();
+        let head = String::from_utf8(stream_head(Some("https://a.example"))).expect("test setup");
         assert!(head.ends_with("Access-Control-Allow-Origin: https://a.example\r\n\r\n"));
     }
 }

@@ -126,7 +126,7 @@ mod tests {
 
     #[track_caller]
     fn check(bytes: Vec<u8>, expected: &str) {
-        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+        assert_eq!(String::from_utf8(bytes).expect("test setup"), expected);
     }
 
     fn event(id: u64, name: Option<&str>, data: &str) -> Vec<u8> {
