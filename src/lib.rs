@@ -26,8 +26,11 @@
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `response`, `json` and `history` never
 //!   touch a socket.
-//! - No lock is held while writing to a socket, except a connection's own
-//!   writer lock, which only orders writes to that one socket.
+//! - The registry and history locks are never held while writing to a
+//!   socket. The only locks held across a write are a connection's own
+//!   writer lock (it orders writes to that one socket) and a publisher's
+//!   turn (it keeps event ids in order on every stream); every such write
+//!   is bounded by the write timeout.
 //! - Nothing a client sends is `unwrap`ped.
 
 pub mod config;
