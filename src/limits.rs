@@ -108,5 +108,17 @@ pub const CONNECTION_STACK_BYTES: usize = 64 * 1024;
 /// of file descriptors), so it does not spin at 100% CPU.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// After a plain reply, how long unread input from the client is drained
+/// (and at most how much) before the close, so the close does not turn into
+/// a reset that destroys the reply (see `server::finish_reply`).
+pub const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// See [`LINGER_TIMEOUT`].
+pub const MAX_LINGER_BYTES: usize = 64 * 1024;
+
+/// How long a shutdown's farewell event may take to write, per stream; a
+/// stream that cannot take it in that time is closed without it.
+pub const FAREWELL_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// How long a graceful shutdown waits for connection threads to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::history::StoredEvent;
+use crate::limits::FAREWELL_TIMEOUT;
 
 /// Why a stream ended. A client leaving is an outcome, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +122,6 @@ pub struct Connection {
     /// When anything was last written, in ms since `opened` (for heartbeats).
     last_write_ms: AtomicU64,
 }
-
-/// How long a shutdown's farewell may take to write, per stream.
-const FAREWELL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// What a stream's start needs from history, taken in one short look.
 #[derive(Debug, Default)]

@@ -27,7 +27,7 @@ use crate::history::{History, Target};
 use crate::json;
 use crate::limits::{
     ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, FULL_RETRY_AFTER_SECS, HEAD_READ_TIMEOUT,
-    MAX_HEAD_BYTES, OVERLOAD_HEADROOM, SHUTDOWN_GRACE,
+    LINGER_TIMEOUT, MAX_HEAD_BYTES, MAX_LINGER_BYTES, OVERLOAD_HEADROOM, SHUTDOWN_GRACE,
 };
 use crate::log;
 use crate::publish;
@@ -507,13 +507,11 @@ fn reject(client: &Client, reply: Reply, head_only: bool) {
 /// what the client still sends, for a short, bounded time, and only then
 /// close ("lingering close").
 pub fn finish_reply(stream: &TcpStream, bytes: &[u8]) {
-    const LINGER: Duration = Duration::from_millis(500);
-    const MAX_LINGER_BYTES: usize = 64 * 1024;
     if (&*stream).write_all(bytes).is_err() {
         return;
     }
     let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
+    let deadline = Instant::now() + LINGER_TIMEOUT;
     let mut sink = [0u8; 512];
     let mut drained = 0;
     while drained < MAX_LINGER_BYTES {
