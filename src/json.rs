@@ -45,18 +45,13 @@ pub fn write_string(out: &mut String, value: &str) {
     let _ = write!(out, "{}", Quoted(value));
 }
 
-/// `value` as a quoted JSON string.
-pub fn string(value: &str) -> String {
-    Quoted(value).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[track_caller]
     fn check(input: &str, expected: &str) {
-        assert_eq!(string(input), expected);
+        assert_eq!(Quoted(input).to_string(), expected);
     }
 
     #[test]

@@ -182,8 +182,8 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
             }
         }
         // 2. A heartbeat that is due.
-        let idle = connection.idle_since_last_write();
-        let heartbeat_in = heartbeat.map(|every| every.saturating_sub(idle));
+        let heartbeat_in =
+            heartbeat.map(|every| every.saturating_sub(connection.idle_since_last_write()));
         if heartbeat_in == Some(Duration::ZERO) {
             if let Err(reason) = connection.send(sse::HEARTBEAT) {
                 return reason;
