@@ -290,24 +290,23 @@ impl SseClient {
     /// The next block that is a `data:` timer frame, skipping comments and
     /// `retry:`.
     pub fn next_tick(&mut self) -> String {
-        for _ in 0..100 {
-            let event = self.next_event();
-            if event.starts_with("data: {\"userId\"") {
-                return event;
-            }
-        }
-        panic!("no timer frame in 100 events");
+        self.next_event_starting_with("data: {\"userId\"", 100)
     }
 
     /// The next block with an `id:` (a pushed event), skipping others.
     pub fn next_pushed(&mut self) -> String {
-        for _ in 0..1000 {
+        self.next_event_starting_with("id: ", 1000)
+    }
+
+    /// The next block starting with `prefix`, skipping at most `limit` others.
+    fn next_event_starting_with(&mut self, prefix: &str, limit: usize) -> String {
+        for _ in 0..limit {
             let event = self.next_event();
-            if event.starts_with("id: ") {
+            if event.starts_with(prefix) {
                 return event;
             }
         }
-        panic!("no pushed event in 1000 events");
+        panic!("no event starting with {prefix:?} in {limit} events");
     }
 
     /// Reads until the server closes; returns what arrived.
