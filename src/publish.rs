@@ -113,14 +113,21 @@ pub fn deliver_each(
     }
     let chunk_size = connections.len().div_ceil(workers);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = connections
-            .chunks(chunk_size)
-            .map(|chunk| scope.spawn(move || count_chunk(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().unwrap_or(0))
-            .sum()
+        let mut written = 0;
+        let mut handles = Vec::new();
+        for chunk in connections.chunks(chunk_size) {
+            // No thread to be had (the server is at its limits): write this
+            // share here instead of panicking like `scope.spawn` would.
+            match std::thread::Builder::new().spawn_scoped(scope, move || count_chunk(chunk)) {
+                Ok(handle) => handles.push(handle),
+                Err(_) => written += count_chunk(chunk),
+            }
+        }
+        written
+            + handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap_or(0))
+                .sum::<usize>()
     })
 }
 
