@@ -11,7 +11,7 @@
 //! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
 //! 3. [`sse`] and [`json`]: events → `text/event-stream` bytes, and the
 //!    escaping that keeps any userId inside its `data:` line. Pure.
-//! 4. [`response`]: status lines and headers. Pure. [`log`]: one line per
+//! 4. [`response`]: status lines and headers. Pure. [`log`](mod@log): one line per
 //!    event. [`limits`]: every limit a client can run into.
 //! 5. [`event`]: event ids (`ms-seq`), targets, the encoded event. Pure.
 //! 6. [`connection`]: one stream as other threads see it: the writer lock
