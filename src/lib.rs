@@ -54,6 +54,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod schedule;
 pub mod server;
 pub mod sse;
 pub mod state;

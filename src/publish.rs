@@ -101,7 +101,14 @@ pub fn publish(
         (stored, queued)
     };
     let delivered = queued.delivered;
-    spread_over_threads(&queued.to_flush, |connection| connection.flush());
+    let mut to_flush = queued.to_flush;
+    // Start the writes somewhere else each time, so the same streams are
+    // not always the last to get a broadcast.
+    if !to_flush.is_empty() {
+        let start = (stored.id.ms ^ stored.id.seq.rotate_left(17)) as usize % to_flush.len();
+        to_flush.rotate_left(start);
+    }
+    spread_over_threads(&to_flush, |connection| connection.flush());
     let target_text = match &stored.target {
         Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
         Target::All => "all".to_string(),
