@@ -22,10 +22,12 @@
 //! 8. [`server`]: the accept loop, the thread per connection, limits,
 //!    shutdown.
 //! 9. [`config`] and [`limits`]: every flag and every limit in one place.
+//! 10. The other half of the protocol, for `sse-server listen`:
+//!     [`eventstream`] reads what `sse` writes (WHATWG HTML §9.2.6). Pure.
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `response`, `json` and `history` never
-//!   touch a socket.
+//! - `request`, `route`, `sse`, `eventstream`, `response`, `json` and
+//!   `history` never touch a socket.
 //! - The registry and history locks are never held while writing to a
 //!   socket. The only locks held across a write are a connection's own
 //!   writer lock (it orders writes to that one socket) and a publisher's
@@ -34,6 +36,7 @@
 //! - Nothing a client sends is `unwrap`ped.
 
 pub mod config;
+pub mod eventstream;
 pub mod history;
 pub mod json;
 pub mod limits;
