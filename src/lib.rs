@@ -35,6 +35,7 @@
 //!   is bounded by the write timeout.
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod client;
 pub mod config;
 pub mod eventstream;
 pub mod history;
