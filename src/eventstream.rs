@@ -16,7 +16,7 @@
 //! lives here:
 //! - "Streams must be decoded using the UTF-8 decode algorithm": one leading
 //!   byte-order mark is dropped, and bytes that are not UTF-8 become U+FFFD
-//!   ([`Parser::finish_line`]).
+//!   (`Parser::finish_line`).
 //! - "Lines must be separated by either a U+000D CARRIAGE RETURN U+000A LINE
 //!   FEED (CRLF) character pair, a single U+000A LINE FEED (LF) character, or
 //!   a single U+000D CARRIAGE RETURN (CR) character" ([`Parser::feed`]).
@@ -30,7 +30,7 @@
 //! - "Otherwise, the string is not empty but does not contain a U+003A COLON
 //!   character (:): process the field using the whole line as the field
 //!   name, and the empty string as the field value."
-//! - The fields, names compared case-sensitively ([`Parser::process_field`]):
+//! - The fields, names compared case-sensitively (`Parser::process_field`):
 //!   `event` sets the event type buffer; `data` appends the value and a
 //!   U+000A LINE FEED to the data buffer; `id` sets the last event ID buffer,
 //!   unless the value contains U+0000 NULL; `retry` sets the reconnection

@@ -22,8 +22,10 @@
 //! 8. [`server`]: the accept loop, the thread per connection, limits,
 //!    shutdown.
 //! 9. [`config`] and [`limits`]: every flag and every limit in one place.
-//! 10. The other half of the protocol, for `sse-server listen`:
-//!     [`eventstream`] reads what `sse` writes (WHATWG HTML §9.2.6). Pure.
+//! 10. The other half of the protocol: [`eventstream`] reads what `sse`
+//!     writes (WHATWG HTML §9.2.6). Pure. [`client`] builds `sse-server
+//!     listen` (an `EventSource` for the shell, §9.2.3) and `sse-server
+//!     publish` on it.
 //!
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `eventstream`, `response`, `json` and

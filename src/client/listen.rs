@@ -25,7 +25,10 @@
 //!   stderr one line per connect, reconnect and give-up.
 //!
 //! Simplification: redirects are not followed (a 3xx fails the connection,
-//! where fetch would follow it), and there is no TLS.
+//! where fetch would follow it), and there is no TLS. Nor is there an idle
+//! timeout, as in a browser: a stream that goes silent without closing is
+//! waited for until `--timeout` (a production client would reconnect after
+//! a few missed heartbeats).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -114,6 +117,7 @@ pub fn main(args: &[String]) -> ExitCode {
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut url = None;
     let mut options = Options {
+        // Replaced by the URL argument below; flags may come before it.
         url: Url {
             host: String::new(),
             port: 0,
