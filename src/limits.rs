@@ -124,8 +124,8 @@ pub const FAREWELL_TIMEOUT: Duration = Duration::from_millis(100);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 // The client side: `sse-server listen` and `sse-server publish`
-// (`src/client/`). Crossing one of these ends the command with exit code 3
-// and a line on stderr that names the limit.
+// (`src/client/`). Crossing a size limit ends the command with exit code 3
+// and a line on stderr that names it; the README has the same table.
 
 /// Largest event a client reads: one line, or all the lines of one event so
 /// far (its data and its raw text). A stream that sends more without a
