@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl through
-# nginx) against one freshly built server. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
+# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl and
+# sse-server listen through nginx, sse-server listen/publish) against one freshly built server, and
+# the parser differential test. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS="$ROOT/scripts/clients"
@@ -23,7 +24,8 @@ missing() {
   command -v curl >/dev/null || what+=(curl)
   command -v python3 >/dev/null || what+=(python3)
   command -v node >/dev/null || what+=(node)
-  [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource ]] || what+=(node_modules)
+  [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource &&
+    -d $CLIENTS/node_modules/eventsource-parser ]] || what+=(node_modules)
   echo "${what[*]}"
 }
 if [[ -n $(missing) && ${CI:-} == true ]]; then "$CLIENTS/install.sh" || err "scripts/clients/install.sh failed"; fi
@@ -36,7 +38,8 @@ fi
 # SSE_BIN runs another build of the server (then nothing is built). The browser check also
 # wants a build with graceful shutdown, for the page's handling of the `shutdown` event.
 if [[ -z ${SSE_BIN:-} ]]; then
-  (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --features ctrlc --target-dir target/ctrlc) ||
+  (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example eventstream_dump &&
+    cargo build --release --quiet --features ctrlc --target-dir target/ctrlc) ||
     { err "cargo build --release failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 LOG="$WORK/server.log"
@@ -82,6 +85,8 @@ run_client curl "curl" bash "$CLIENTS/curl.sh"
 run_client node-eventsource "node node_modules" node "$CLIENTS/node-eventsource.mjs"
 run_client browser "node node_modules chromium" node "$CLIENTS/browser.mjs"
 run_client nginx "curl nginx python3" bash "$CLIENTS/nginx.sh"
+run_client listen "" bash "$CLIENTS/listen.sh"
+run_client parser-diff "node node_modules" node "$CLIENTS/parser-diff.mjs"
 
 # 4. One row per client.
 echo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test with curl: build, start the server on a free port, check headers, frames, a pushed
-# message and the close log line. Usage: scripts/smoke.sh  (SSE_SERVER_BIN=path skips the build)
+# Smoke test: build, start the server on a free port, check headers and frames (curl, raw bytes), a
+# pushed message (sse-server publish/listen) and the close log line. Usage: scripts/smoke.sh
+# (SSE_SERVER_BIN=path skips the build)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ log=$(mktemp)
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -f "$log"
+  rm -f "$log" "$log.listen"
 }
 trap cleanup EXIT
 
@@ -61,18 +62,19 @@ for _ in $(seq 1 40); do
 done
 check "close is logged" "$closed"
 
-# 3. A message published with curl -d arrives in a curl -N stream.
-stream_out=$(mktemp)
-curl -sS -N --max-time 3 "$base/sse/pushy" >"$stream_out" 2>/dev/null &
-curl_pid=$!
+# 3. A message published with `sse-server publish` arrives at `sse-server listen`, which exits 0
+# once it has the one event it waits for (or 1 after 5 s).
+"$binary" listen "$base/sse/pushy" --event greeting --count 1 --timeout 5s >"$log.listen" 2>/dev/null &
+listen_pid=$!
 for _ in $(seq 1 40); do grep -q 'open user="pushy"' "$log" && break; sleep 0.05; done
-reply=$(curl -sS --max-time 5 -d 'hello from curl' "$base/send/pushy?event=greeting") || true
-check "publish answers 202 json" "$(contains "$reply" '"delivered":1'; echo $?)"
-wait "$curl_pid" || true
-pushed=$(cat "$stream_out"); rm -f "$stream_out"
+reply=$("$binary" publish "$base" --to pushy --event greeting 'hello from publish') || true
+rc=0; wait "$listen_pid" || rc=$?
+check "publish prints the 202 reply" "$(contains "$reply" '"delivered":1}'; echo $?)"
 pushed_id=$(sed -n 's/.*"id":"\([0-9]*-[0-9]*\)".*/\1/p' <<<"$reply")
 check "the reply's id is ms-seq ($pushed_id)" "$([ -n "$pushed_id" ]; echo $?)"
-check "pushed event arrives" "$(contains "$pushed" "id: $pushed_id"$'\nevent: greeting\ndata: hello from curl\n\n'; echo $?)"
+check "listen exits 0 with the pushed event and its id" \
+  "$([ "$rc" -eq 0 ] && contains "$(cat "$log.listen")" '{"id":"'"$pushed_id"'","event":"greeting","data":"hello from publish"}'; echo $?)"
+check "curl -d publishes too" "$(contains "$(curl -sS --max-time 5 -d x "$base/broadcast")" '"delivered":'; echo $?)"
 
 # 4. Error answers.
 code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/nope") || true

@@ -84,6 +84,8 @@ pub const USAGE: &str = "\
 sse-server: a Server-Sent Events server on the Rust standard library
 
 usage: sse-server [options]
+       sse-server listen URL [options]           read an event stream (sse-server listen --help)
+       sse-server publish URL [options] DATA|-   send one event (sse-server publish --help)
 
   --bind ADDR            address to listen on (default 127.0.0.1; ::1 for IPv6)
   --port PORT            port to listen on, 0 for a free one (default 3000, or $PORT)

@@ -24,10 +24,14 @@
 //! 10. [`server`]: the accept loop, the thread per connection, dispatch,
 //!     shutdown. [`net`]: the socket helpers everyone uses.
 //! 11. [`config`]: every flag.
+//! 12. The other half of the protocol: [`eventstream`] reads what `sse`
+//!     writes (WHATWG HTML §9.2.6). Pure. [`client`] builds `sse-server
+//!     listen` (an `EventSource` for the shell, §9.2.3) and `sse-server
+//!     publish` on it.
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `response`, `json`, `event` and `history`
-//!   never touch a socket.
+//! - `request`, `route`, `sse`, `eventstream`, `response`, `json`, `event`,
+//!   `schedule` and `history` never touch a socket.
 //! - No lock but a stream's own writer lock is ever held while writing to
 //!   a socket, and only that stream's own thread ever waits for it:
 //!   publishers `try_lock` it and queue what they cannot write.
@@ -41,9 +45,11 @@
 //! ```
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod event;
+pub mod eventstream;
 pub mod history;
 pub mod json;
 pub mod limits;

@@ -154,3 +154,44 @@ pub const WRITE_SLICE: Duration = Duration::from_millis(10);
 /// Most bytes of pushed events queued for one stream and not yet taken by
 /// its client: a stream further behind is ended with `reason=stalled`.
 pub const MAX_OUTBOX_BYTES: usize = 1024 * 1024;
+
+// The client side: `sse-server listen` and `sse-server publish`
+// (`src/client/`). Crossing a size limit ends the command with exit code 3
+// and a line on stderr that names it; the README has the same table.
+
+/// Largest event a client reads: one line, or all the lines of one event so
+/// far (its data and its raw text). A stream that sends more without a
+/// blank line is dropped: "event larger than the client's limit".
+pub const MAX_CLIENT_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Largest response head (status line and headers) a client reads.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
+
+/// Longest chunk-size line of a chunked body (RFC 9112 §7.1), extensions
+/// included, and longest trailer line.
+pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Most trailer bytes after the last chunk (RFC 9112 §7.1.2).
+pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Largest reply body `publish` reads and prints.
+pub const MAX_REPLY_BODY_BYTES: usize = 64 * 1024;
+
+/// Time a client waits for a TCP connection to be accepted.
+pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time a client waits for a complete response head, and `publish` for its
+/// whole reply, once the request is sent.
+pub const CLIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconnection time a client uses until the server sends `retry:`
+/// (WHATWG HTML §9.2.2 leaves the initial value to the user agent; ours, as
+/// the server's `--retry` default).
+pub const CLIENT_DEFAULT_RETRY: Duration = Duration::from_secs(3);
+
+/// Longest wait between reconnections, whatever `retry:` the server sent.
+pub const CLIENT_MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// Default `--max-reconnects` of `listen`: reconnections in a row that bring
+/// no event, before it gives up.
+pub const CLIENT_DEFAULT_MAX_RECONNECTS: u32 = 100;

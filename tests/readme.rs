@@ -109,12 +109,16 @@ fn product(value: &str) -> u64 {
         .product()
 }
 
-/// The limits table lists every constant of `src/limits.rs` with its value.
+/// The limits tables (the server's and the client commands') list every
+/// constant of `src/limits.rs` with its value.
 #[test]
 fn limits_table_matches_limits_rs() {
     let in_source = limits_in_source();
-    let in_readme: BTreeMap<String, String> = table_after("## Limits and timeouts")
+    let server_side = table_after("## Limits and timeouts");
+    let client_side = table_after("The client side (`sse-server listen`");
+    let in_readme: BTreeMap<String, String> = server_side
         .into_iter()
+        .chain(client_side)
         .map(|row| (row[0].trim_matches('`').to_string(), row[1].clone()))
         .collect();
     assert!(in_source.len() > 20, "read only {in_source:?}");
