@@ -40,7 +40,7 @@ use crate::log;
 use crate::net::{finish_reply, is_timeout, MIN_SOCKET_TIMEOUT};
 use crate::registry::{now_ms, Registration};
 use crate::response::{stream_head, write_stream_head};
-use crate::schedule::TickSchedule;
+use crate::schedule::{socket_part, TickSchedule};
 use crate::sse;
 use crate::state::Shared;
 
@@ -230,10 +230,17 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         //    every `--write-timeout` (a stream that fell behind is caught up
         //    or ended as stalled within two of them).
         let tick_in = ticks.map(|schedule| schedule.next().saturating_duration_since(now));
-        let wait = [tick_in, heartbeat_in, Some(shared.config.write_timeout)]
-            .into_iter()
-            .flatten()
-            .min();
+        let socket_tick_in = tick_in
+            .zip(shared.config.interval)
+            .map(|(in_, every)| socket_part(in_, every));
+        let wait = [
+            socket_tick_in,
+            heartbeat_in,
+            Some(shared.config.write_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Err(reason) = socket_timeout.set(connection, wait) {
             return reason;
         }
