@@ -11,8 +11,9 @@
 //! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
 //! 3. [`sse`] and [`json`]: events → `text/event-stream` bytes, and the
 //!    escaping that keeps any userId inside its `data:` line. Pure.
-//! 4. [`response`]: status lines and headers. Pure. [`log`]: one line per
-//!    event.
+//! 4. [`response`]: status lines and headers, with [`httpdate`] for the
+//!    `Date` header (calendar arithmetic by hand). Pure. [`log`]: one line
+//!    per event.
 //! 5. [`registry`]: who is connected, and the handle other threads write
 //!    through.
 //! 6. [`stream`]: the life of one stream: ticks, and disconnect detection
@@ -24,8 +25,9 @@
 //! 9. [`config`] and [`limits`]: every flag and every limit in one place.
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `response`, `json` and `history` never
-//!   touch a socket.
+//! - `request`, `route`, `sse`, `response`, `httpdate`, `json` and
+//!   `history` never touch a socket; `response` and `httpdate` never read
+//!   the clock either (the time is passed in).
 //! - The registry and history locks are never held while writing to a
 //!   socket. The only locks held across a write are a connection's own
 //!   writer lock (it orders writes to that one socket) and a publisher's
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod history;
+pub mod httpdate;
 pub mod json;
 pub mod limits;
 pub mod log;

@@ -28,7 +28,7 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::json;
 use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
@@ -123,7 +123,11 @@ fn start(
     head: &mut Vec<u8>,
 ) -> Result<(), EndReason> {
     head.clear();
-    write_stream_head(head, shared.config.allow_origin.as_deref());
+    write_stream_head(
+        head,
+        shared.config.allow_origin.as_deref(),
+        SystemTime::now(),
+    );
     head.extend_from_slice(sse::OPENING_COMMENT);
     sse::write_retry(head, jittered_ms(shared.config.retry, connection.id));
     connection.send_start(head, |head| {
@@ -144,7 +148,7 @@ fn start(
 /// so we answer 200 with a `retry:` hint and a comment, then close: the
 /// browser comes back by itself a few seconds later.
 fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, peer: SocketAddr) {
-    let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+    let mut bytes = stream_head(shared.config.allow_origin.as_deref(), SystemTime::now());
     sse::write_retry(&mut bytes, jittered_ms(FULL_RETRY, connection_id));
     bytes.extend_from_slice(sse::FULL_COMMENT);
     log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
