@@ -36,11 +36,14 @@
 //! - Nothing a client sends is `unwrap`ped.
 
 pub mod config;
+pub mod connection;
+pub mod event;
 pub mod history;
 pub mod httpdate;
 pub mod json;
 pub mod limits;
 pub mod log;
+pub mod net;
 pub mod publish;
 pub mod registry;
 pub mod request;
@@ -48,4 +51,5 @@ pub mod response;
 pub mod route;
 pub mod server;
 pub mod sse;
+pub mod state;
 pub mod stream;
