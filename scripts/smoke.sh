@@ -55,8 +55,8 @@ done
 # 0. The golden transcript: what `curl -sN -i` receives, byte for byte, up to the second timer
 #    frame, against scripts/golden/stream.txt. It runs first, while this is the only stream, so
 #    "users":1 is exact. Only what must vary is replaced by a placeholder: the Date value (which
-#    must still be an IMF-fixdate, RFC 9110 §5.6.7), the retry: jitter, event ids (`N` or
-#    `ms-seq`) and the frame's millisecond time. Each CR of the head is shown as a visible `\r`
+#    must still be an IMF-fixdate, RFC 9110 §5.6.7), the retry: jitter, the event id (which
+#    must still be `ms-seq`) and the frame's millisecond time. Each CR of the head is shown as a visible `\r`
 #    so the file stays plain text and a diff shows it.
 rc=0
 curl -sS -N -i --max-time 1.2 "$base/sse/golden" >"$raw" 2>/dev/null || rc=$?
@@ -64,7 +64,7 @@ sed -E \
   -e 's/\r$/\\r/' \
   -e 's/^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT\\r$/Date: <date>\\r/' \
   -e 's/^retry: [0-9]+$/retry: <ms>/' \
-  -e 's/^id: [0-9]+(-[0-9]+)?$/id: <id>/' \
+  -e 's/^id: [0-9]{13}-[0-9]+$/id: <ms>-<seq>/' \
   -e 's/"time":[0-9]{13}\}$/"time":<ms>}/' \
   "$raw" | awk '{ print } /^data: / { frames++ } frames == 2 && /^$/ { exit }' >"$transcript"
 if [ "$update_golden" = true ]; then
