@@ -278,7 +278,8 @@ fn incomplete_head_times_out_with_408() {
 
 /// Plain replies are dated (RFC 9110 §6.6.1) and say how caches may keep
 /// them: `/users` is live data (`no-store`), the demo page is revalidated
-/// (`no-cache`), an error carries no `Cache-Control`.
+/// (`no-cache`, with an `ETag` that earns a `304`), an error carries no
+/// `Cache-Control`.
 #[test]
 fn plain_replies_carry_date_and_cache_control() {
     let server = Server::start(&["--interval", "50ms"]);
@@ -295,6 +296,17 @@ fn plain_replies_carry_date_and_cache_control() {
             .find_map(|line| line.strip_prefix("Cache-Control: "));
         assert_eq!(found, cache_control, "{path}: {head}");
     }
+    // The demo page's ETag revalidates: the same tag back gets 304 and no body.
+    let (_, head, _) = server.get("/");
+    let tag = head
+        .lines()
+        .find_map(|line| line.strip_prefix("ETag: "))
+        .expect("the demo page has an ETag");
+    let request = format!("GET / HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n");
+    let raw = server.exchange(request.as_bytes());
+    let (status, head, body) = common::split_response(&raw);
+    assert_eq!((status, body.as_str()), (304, ""), "{head}");
+    assert!(!head.contains("Content-Length"), "{head}");
 }
 
 /// `HEAD` gets the stream's headers and no body, then a close.
