@@ -26,6 +26,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const HTTP_DATE_BYTES: usize = 29;
 
 const SECONDS_PER_DAY: u64 = 86_400;
+/// Days from 0000-03-01, where [`civil_from_days`] starts counting, to
+/// 1970-01-01.
+const DAYS_FROM_ERA_START_TO_1970: u64 = 719_468;
+/// Days in 400 Gregorian years (400 × 365 + 97 leap days): the calendar
+/// repeats after each such "era".
+const DAYS_PER_ERA: u64 = 146_097;
 const DAY_NAMES: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
 const MONTH_NAMES: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
@@ -71,31 +77,39 @@ pub fn format_unix(unix_seconds: u64) -> [u8; HTTP_DATE_BYTES] {
 /// The trick is to start the year on 1 March, so the leap day is the last
 /// day of its year and every month before it has a fixed length.
 fn civil_from_days(days_since_1970: u64) -> (u64, u8, u8) {
-    // 1. Shift the origin to 0000-03-01: 719 468 days before 1970-01-01.
-    let days = days_since_1970 + 719_468;
+    // 1. Shift the origin to 0000-03-01, 719 468 days before 1970-01-01.
+    let days = days_since_1970 + DAYS_FROM_ERA_START_TO_1970;
+
     // 2. Gregorian dates repeat every 400 years ("eras") of 146 097 days.
-    let era = days / 146_097;
-    let day_of_era = days - era * 146_097; // 0..=146_096
-                                           // 3. The year within the era. Each 4 years add a leap day, except
-                                           //    every 100th, except every 400th: subtract those to get 365-day
-                                           //    years, then divide.
+    //    day_of_era is in 0..=146_096.
+    let era = days / DAYS_PER_ERA;
+    let day_of_era = days - era * DAYS_PER_ERA;
+
+    // 3. The year within the era, 0..=399. Every 4 years add a leap day,
+    //    except every 100th, except every 400th: take those days out to get
+    //    years of exactly 365 days, then divide. 1460 is the days in 4 years
+    //    less one, 36 524 the days in 100 years, 146 096 the era's last day.
     let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // 0..=399
-                                                                                             // 4. The day within that March-based year.
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // 0..=365
-                                                                                              // 5. The month, counted from March = 0. Months March..January alternate
-                                                                                              //    31/30 in a 5-month pattern of 153 days, which (5 * d + 2) / 153
-                                                                                              //    inverts exactly.
-    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // 1..=31
-                                                                  // 6. Back to January = 1; January and February belong to the next
-                                                                  //    calendar year, since our year began in March.
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+
+    // 4. The day within that March-based year, 0..=365.
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+
+    // 5. The month counted from March = 0, 0..=11. From March the months
+    //    run 31, 30, 31, 30, 31 days, twice over, then January has 31 and
+    //    February whatever is left: every 5 months take 153 days, which
+    //    (5 * d + 2) / 153 inverts exactly. Then the day of the month, 1..=31.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+
+    // 6. Back to January = 1. January and February belong to the next
+    //    calendar year, since our year began in March.
     let month = if month_from_march < 10 {
         month_from_march + 3
     } else {
         month_from_march - 9
     };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
     (year, month as u8, day as u8)
 }
 
@@ -178,7 +192,7 @@ mod tests {
     #[test]
     fn every_day_for_a_thousand_years_follows_the_previous_one() {
         // Walks day by day from 1970 to 2970 and checks that the calendar
-        // date advances by exactly one day each time: a independent check
+        // date advances by exactly one day each time: an independent check
         // of month lengths and leap years against the rules themselves.
         let days_in_month = |year: u64, month: u8| match month {
             4 | 6 | 9 | 11 => 30,
