@@ -90,12 +90,12 @@ run_client parser-diff "node node_modules" node "$CLIENTS/parser-diff.mjs"
 
 # 4. One row per client.
 echo
-printf '%-17s %-9s %-6s %-6s %-13s %-6s %-13s %s\n' client connected frames pushed Last-Event-ID close "first byte ms" "push ms"
+printf '%-17s %-9s %-6s %-6s %-13s %-5s %-6s %-13s %s\n' client connected frames pushed Last-Event-ID hole close "first byte ms" "push ms"
 while read -r _ fields; do
-  declare -A row=([connected]=- [frames]=- [pushed]=- [reconnect]=- [close]=- [first_byte_ms]=- [latency_ms]=-)
+  declare -A row=([connected]=- [frames]=- [pushed]=- [reconnect]=- [hole]=- [close]=- [first_byte_ms]=- [latency_ms]=-)
   for field in $fields; do row[${field%%=*}]=${field#*=}; done
-  printf '%-17s %-9s %-6s %-6s %-13s %-6s %-13s %s\n' "${row[client]}" "${row[connected]}" "${row[frames]}" \
-    "${row[pushed]}" "${row[reconnect]}" "${row[close]}" "${row[first_byte_ms]}" "${row[latency_ms]}"
+  printf '%-17s %-9s %-6s %-6s %-13s %-5s %-6s %-13s %s\n' "${row[client]}" "${row[connected]}" "${row[frames]}" \
+    "${row[pushed]}" "${row[reconnect]}" "${row[hole]}" "${row[close]}" "${row[first_byte_ms]}" "${row[latency_ms]}"
   unset row
 done <"$WORK/results"
 echo

@@ -11,8 +11,9 @@
 //! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
 //! 3. [`sse`] and [`json`]: events → `text/event-stream` bytes, and the
 //!    escaping that keeps any userId inside its `data:` line. Pure.
-//! 4. [`response`]: status lines and headers. Pure. [`log`](mod@log): one line per
-//!    event. [`limits`]: every limit a client can run into.
+//! 4. [`response`]: status lines and headers, with [`httpdate`] for the
+//!    `Date` header (calendar arithmetic by hand). Pure. [`log`](mod@log):
+//!    one line per event. [`limits`]: every limit a client can run into.
 //! 5. [`event`]: event ids (`ms-seq`), targets, the encoded event. Pure.
 //! 6. [`connection`]: one stream as other threads see it: the writer lock
 //!    and the outbox that keeps publishers from waiting on slow sockets.
@@ -30,8 +31,10 @@
 //!     publish` on it.
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `eventstream`, `response`, `json`, `event`,
-//!   `schedule` and `history` never touch a socket.
+//! - `request`, `route`, `sse`, `eventstream`, `response`, `httpdate`,
+//!   `json`, `event`, `schedule` and `history` never touch a socket;
+//!   `response` and `httpdate` never read the clock either (the time is
+//!   passed in, so tests can pin it).
 //! - No lock but a stream's own writer lock is ever held while writing to
 //!   a socket, and only that stream's own thread ever waits for it:
 //!   publishers `try_lock` it and queue what they cannot write.
@@ -41,7 +44,7 @@
 //! floor 3  server                          (main.rs above it)
 //! floor 2  stream  publish
 //! floor 1  state  registry  connection  history  net  config
-//! floor 0  request  route  sse  json  response  event  log  limits
+//! floor 0  request  route  sse  json  response  httpdate  event  log  limits
 //! ```
 //! - Nothing a client sends is `unwrap`ped.
 
@@ -51,6 +54,7 @@ pub mod connection;
 pub mod event;
 pub mod eventstream;
 pub mod history;
+pub mod httpdate;
 pub mod json;
 pub mod limits;
 pub mod log;

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::event::Target;
@@ -164,7 +164,7 @@ fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: 
         json::Quoted(reason)
     );
     let _ = stream.set_nonblocking(true);
-    let _ = (&*stream).write_all(&server_full_reply().to_bytes(false));
+    let _ = (&*stream).write_all(&server_full_reply().to_bytes(false, SystemTime::now()));
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = [0u8; 1024];
     for _ in 0..4 {
@@ -268,11 +268,14 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
     let reply = match route {
         Route::Stream { .. } => {
             // `HEAD`: the same head as a stream's (RFC 9110 §9.3.2), then close.
-            let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
+            let head = crate::response::stream_head(
+                shared.config.allow_origin.as_deref(),
+                SystemTime::now(),
+            );
             log_reply(client, &request, 200);
             return finish_reply(&client.stream, &head);
         }
-        Route::Demo { .. } => Reply::html(DEMO_PAGE),
+        Route::Demo { .. } => Reply::cached_page(DEMO_PAGE, request.header("If-None-Match")),
         Route::Users { .. } => users_reply(shared),
         Route::Send { user_id, event } => publish(Target::user(&user_id), event),
         Route::Broadcast { event } => publish(Target::All, event),
@@ -282,7 +285,10 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         return reject(client, reply, head_only);
     }
     log_reply(client, &request, reply.status);
-    finish_reply(&client.stream, &reply.to_bytes(head_only));
+    finish_reply(
+        &client.stream,
+        &reply.to_bytes(head_only, SystemTime::now()),
+    );
 }
 
 /// `reply status=200 method=GET path="/users" conn=9 peer=…`.
@@ -322,7 +328,8 @@ fn users_reply(shared: &Shared) -> Reply {
         ));
     }
     body.push_str("]}");
-    let reply = Reply::json(200, body);
+    // Live data: no cache may store it (RFC 9111 §5.2.2.5).
+    let reply = Reply::json(200, body).with_header("Cache-Control", "no-store");
     match &shared.config.allow_origin {
         Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin.clone()),
         None => reply,
@@ -411,7 +418,10 @@ fn reject(client: &Client, reply: Reply, head_only: bool) {
         client.id,
         client.peer
     );
-    finish_reply(&client.stream, &reply.to_bytes(head_only));
+    finish_reply(
+        &client.stream,
+        &reply.to_bytes(head_only, SystemTime::now()),
+    );
 }
 
 /// Graceful shutdown: a farewell event to every stream, then every socket

@@ -29,7 +29,7 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::connection::{Connection, EndReason, Writer};
 use crate::event::{EventId, LastSeen};
@@ -147,7 +147,11 @@ fn write_start(
 ) -> Result<(), EndReason> {
     let deadline = writer_deadline(shared);
     head.clear();
-    write_stream_head(head, shared.config.allow_origin.as_deref());
+    write_stream_head(
+        head,
+        shared.config.allow_origin.as_deref(),
+        SystemTime::now(),
+    );
     head.extend_from_slice(sse::OPENING_COMMENT);
     sse::write_retry(head, jittered_ms(shared.config.retry, now_ms()));
     if let Some(gap) = start.replay.gap {
@@ -173,7 +177,7 @@ fn writer_deadline(shared: &Shared) -> Instant {
 /// so we answer 200 with a `retry:` hint and a comment, then close: the
 /// browser comes back by itself a few seconds later.
 fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, peer: SocketAddr) {
-    let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+    let mut bytes = stream_head(shared.config.allow_origin.as_deref(), SystemTime::now());
     sse::write_retry(
         &mut bytes,
         jittered_ms(SERVER_FULL_SSE_RETRY, connection_id),

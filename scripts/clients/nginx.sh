@@ -112,7 +112,7 @@ lags=()
 first_id=""
 for i in 1 2 3 4 5; do
   publish "/send/$user?event=chat" "push $i"
-  [[ -n $first_id ]] || first_id=$PUBLISH_ID # ids are ms-seq: keep the first one as published
+  ((i == 1)) && first_id=$PUBLISH_ID # ids are ms-seq strings: remember the first, no arithmetic
   lag=$(arrival_ms "$WORK/live" "data: push $i" "$PUBLISH_SENT_AT" 2) || lag=""
   [[ -n $lag ]] && lags+=("$lag")
   sleep 0.1
