@@ -33,8 +33,10 @@
 //!   is bounded by the write timeout.
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod base64;
 pub mod config;
 pub mod history;
+pub mod hmac;
 pub mod json;
 pub mod limits;
 pub mod log;
@@ -44,5 +46,7 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod sha256;
 pub mod sse;
 pub mod stream;
+pub mod token;
