@@ -22,10 +22,16 @@
 //! 8. [`server`]: the accept loop, the thread per connection, limits,
 //!    shutdown.
 //! 9. [`config`] and [`limits`]: every flag and every limit in one place.
+//! 10. Subscriber tokens: [`sha256`] (FIPS 180-4), [`hmac`] (RFC 2104) and
+//!     [`base64`] (RFC 4648 §5), pure and checked against the published
+//!     vectors; [`token`], the format and its verification as a pure
+//!     function of (secret, userId, token, now); [`auth`], where a stream
+//!     request's token is checked and `POST /token/{userId}` mints one.
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `response`, `json` and `history` never
-//!   touch a socket.
+//! - `request`, `route`, `sse`, `response`, `json`, `history`, `sha256`,
+//!   `hmac`, `base64` and `token` never touch a socket.
+//! - No subscriber token is ever written to the log.
 //! - The registry and history locks are never held while writing to a
 //!   socket. The only locks held across a write are a connection's own
 //!   writer lock (it orders writes to that one socket) and a publisher's
@@ -33,6 +39,7 @@
 //!   is bounded by the write timeout.
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod auth;
 pub mod base64;
 pub mod config;
 pub mod history;

@@ -11,7 +11,11 @@ use sse_server::limits::{
 use sse_server::server::Server;
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    // Subcommands come first, before any flag is parsed.
+    if args.peek().map(String::as_str) == Some("token") {
+        return sse_server::auth::token_main(args.skip(1), |name| std::env::var(name).ok());
+    }
     let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {

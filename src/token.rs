@@ -23,8 +23,34 @@
 
 use crate::base64::{self, DecodeError};
 use crate::hmac::{constant_time_eq, hmac_sha256};
-use crate::limits::{MAX_TOKEN_BYTES, MAX_TOKEN_TTL, TOKEN_CLOCK_SKEW};
+use std::fmt;
+
+use crate::limits::{MAX_TOKEN_BYTES, MAX_TOKEN_TTL, MIN_SUBSCRIBE_SECRET_BYTES, TOKEN_CLOCK_SKEW};
 use crate::sha256::DIGEST_BYTES;
+
+/// The subscribe secret: at least [`MIN_SUBSCRIBE_SECRET_BYTES`] bytes,
+/// never printed (its `Debug` shows only the length), so a config dumped
+/// in a test failure or a log cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret, or `None` when it is shorter than
+    /// [`MIN_SUBSCRIBE_SECRET_BYTES`].
+    pub fn new(bytes: Vec<u8>) -> Option<Secret> {
+        (bytes.len() >= MIN_SUBSCRIBE_SECRET_BYTES).then_some(Secret(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(out, "Secret({} bytes, redacted)", self.0.len())
+    }
+}
 
 /// Why a token was refused. The client is never told which (every refusal
 /// is the same `401`); [`TokenError::reason`] is for the operator's log.
@@ -194,6 +220,15 @@ mod tests {
             "18446744073709551615.7VsK-zL94BCB2EI_lmgmyiC7paNtZrx2DGm9JTgK2Bg",
         ),
     ];
+
+    /// A secret is at least 32 bytes, and its `Debug` hides it.
+    #[test]
+    fn secrets_are_long_and_not_printed() {
+        assert_eq!(Secret::new(vec![b'x'; 31]), None);
+        let secret = Secret::new(SECRET.to_vec()).expect("32 bytes");
+        assert_eq!(secret.as_bytes(), SECRET);
+        assert_eq!(format!("{secret:?}"), "Secret(32 bytes, redacted)");
+    }
 
     #[track_caller]
     fn check(token: &str, now: u64, expected: Result<u64, TokenError>) {
