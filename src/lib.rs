@@ -29,12 +29,19 @@
 //!     writes (WHATWG HTML §9.2.6). Pure. [`client`] builds `sse-server
 //!     listen` (an `EventSource` for the shell, §9.2.3) and `sse-server
 //!     publish` on it.
+//! 13. Subscriber tokens: [`sha256`] (FIPS 180-4), [`hmac`] (RFC 2104) and
+//!     [`base64`] (RFC 4648 §5), pure and checked against the published
+//!     vectors; [`token`], the format and its verification as a pure
+//!     function of (secret, userId, token, now); [`auth`], where a stream
+//!     request's token is checked and `POST /token/{userId}` mints one.
 //!
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `eventstream`, `response`, `httpdate`,
 //!   `json`, `event`, `schedule` and `history` never touch a socket;
 //!   `response` and `httpdate` never read the clock either (the time is
-//!   passed in, so tests can pin it).
+//!   passed in, so tests can pin it). Nor do `sha256`, `hmac`, `base64`
+//!   and `token`.
+//! - No subscriber token is ever written to the log.
 //! - No lock but a stream's own writer lock is ever held while writing to
 //!   a socket, and only that stream's own thread ever waits for it:
 //!   publishers `try_lock` it and queue what they cannot write.
@@ -42,18 +49,22 @@
 //!
 //! ```text
 //! floor 3  server                          (main.rs above it)
-//! floor 2  stream  publish
+//! floor 2  stream  publish  auth
 //! floor 1  state  registry  connection  history  net  config
 //! floor 0  request  route  sse  json  response  httpdate  event  log  limits
+//!          sha256  hmac  base64  token  eventstream  schedule
 //! ```
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod auth;
+pub mod base64;
 pub mod client;
 pub mod config;
 pub mod connection;
 pub mod event;
 pub mod eventstream;
 pub mod history;
+pub mod hmac;
 pub mod httpdate;
 pub mod json;
 pub mod limits;
@@ -66,6 +77,8 @@ pub mod response;
 pub mod route;
 pub mod schedule;
 pub mod server;
+pub mod sha256;
 pub mod sse;
 pub mod state;
 pub mod stream;
+pub mod token;

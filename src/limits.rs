@@ -195,3 +195,31 @@ pub const CLIENT_MAX_RETRY: Duration = Duration::from_secs(60);
 /// Default `--max-reconnects` of `listen`: reconnections in a row that bring
 /// no event, before it gives up.
 pub const CLIENT_DEFAULT_MAX_RECONNECTS: u32 = 100;
+
+/// Shortest subscriber secret (`--subscribe-secret-file` or
+/// `SSE_SUBSCRIBE_SECRET`), in bytes: 256 bits, the size of the HMAC-SHA256
+/// output (RFC 2104 §3 advises a key no shorter than it). A shorter secret
+/// stops the server at start with exit status 2.
+pub const MIN_SUBSCRIBE_SECRET_BYTES: usize = 32;
+
+/// Longest subscriber secret file read, in bytes; a longer file stops the
+/// server at start with exit status 2 (it is surely the wrong file).
+pub const MAX_SUBSCRIBE_SECRET_BYTES: usize = 4096;
+
+/// Longest subscriber token, in bytes: 20 digits of expiry (`u64::MAX`), a
+/// dot and 43 characters of MAC. A longer one gets `401`.
+pub const MAX_TOKEN_BYTES: usize = 64;
+
+/// Lifetime of a minted subscriber token when none is asked for
+/// (`sse-server token USER`, `POST /token/{user}`).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime a token may be minted with (`--ttl`, `?ttl=`): `400`
+/// past it (exit status 2 for the CLI). A token that expires later than this
+/// from now (plus [`TOKEN_CLOCK_SKEW`]) is refused with `401`, whoever
+/// minted it.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How far another instance's clock may run ahead of ours for its tokens
+/// still to be accepted under [`MAX_TOKEN_TTL`].
+pub const TOKEN_CLOCK_SKEW: Duration = Duration::from_secs(60);

@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("listen") => return sse_server::client::listen::main(&args[1..]),
         Some("publish") => return sse_server::client::publish::main(&args[1..]),
+        Some("token") => {
+            let rest = args[1..].iter().cloned();
+            return sse_server::auth::token_main(rest, |name| std::env::var(name).ok());
+        }
         _ => {}
     }
     let config = match config::parse_args(args, |name| std::env::var(name).ok()) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth;
 use crate::config::Config;
 use crate::event::Target;
 use crate::json;
@@ -234,6 +235,18 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
 
 /// Runs the route. Streams go to `stream.rs`; everything else is one reply.
 fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8>, route: Route) {
+    // With a subscribe secret, a stream needs a token (auth.rs), checked before it registers.
+    if let Err(refusal) =
+        auth::check_stream(shared.config.subscribe_secret.as_ref(), &route, &request)
+    {
+        refusal.log(client.id, client.peer);
+        return finish_reply(
+            &client.stream,
+            &refusal
+                .reply()
+                .to_bytes(request.method == Method::Head, SystemTime::now()),
+        );
+    }
     if let Route::Stream {
         user_id,
         head_only: false,
@@ -279,6 +292,19 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         Route::Users { .. } => users_reply(shared),
         Route::Send { user_id, event } => publish(Target::user(&user_id), event),
         Route::Broadcast { event } => publish(Target::All, event),
+        Route::Token { user_id } => {
+            let guard = publish::authorize(
+                shared.config.publish_token.as_deref(),
+                client.peer,
+                &request,
+            );
+            auth::token_reply(
+                guard,
+                shared.config.subscribe_secret.as_ref(),
+                &user_id,
+                request.query.as_deref(),
+            )
+        }
     };
     let head_only = request.method == Method::Head;
     if reply.status >= 400 {

@@ -1,8 +1,10 @@
 // Headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) on the demo page:
 // connect, frames, user count, send from the form, disconnect, replay on Reconnect, the
 // browser's own reconnect with the Last-Event-ID header after the stream is cut, and the replay
-// hole (a tab that saw only timer frames still resumes, by both paths); then, on a
-// server of its own with --history 3, the gap event, and the shutdown event on SIGTERM.
+// hole (a tab that saw only timer frames still resumes, by both paths); then, on a server of its
+// own with --history 3, the gap event, and the shutdown event on SIGTERM; and on servers with a
+// subscribe secret, the page getting its token from POST /token/NAME (row browser-token), and
+// saying so when it cannot.
 // Usage: node scripts/clients/browser.mjs   (uses $SSE_URL/$SSE_LOG, else starts the server)
 // Checks text, not pixels; the screenshot (target/clients/demo.png) is for people.
 import fs from "node:fs";
@@ -32,6 +34,7 @@ try {
   await browserReconnectChecks();
   await replayHoleChecks();
   await gapAndShutdownChecks();
+  await tokenChecks();
 } catch (error) {
   check(`browser script threw: ${error.message.split("\n")[0]}`, false);
 } finally {
@@ -264,4 +267,69 @@ async function gapAndShutdownChecks() {
     await page.close();
     own.stop();
   }
+}
+
+/**
+ * With a subscribe secret the page fetches a token from POST /token/NAME (the browser is on
+ * loopback), connects with ?token=, and resumes with a fresh token after Disconnect. With a
+ * publish token as well, the page may not mint one: it says so, and the stream is refused.
+ * No token may appear in the server log. Prints its own RESULT row, browser-token.
+ */
+async function tokenChecks() {
+  const row = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", close: "n/a", first_byte_ms: "n/a", latency_ms: "n/a" };
+  const secret = `browser-secret-${process.pid}-0123456789abcdef0123456789`;
+  const own = await startServer(undefined, "--port 0 --interval 200ms --retry 500ms", { SSE_SUBSCRIBE_SECRET: secret });
+  const user = `browser-token-${process.pid}`;
+  const page = await context.newPage();
+  const sseRequests = [];
+  page.on("request", (request) => { if (request.url().includes("/sse/")) sseRequests.push(request.url()); });
+  try {
+    await page.goto(own.url + "/");
+    await page.fill("#name", user);
+    await page.click("#connect");
+    const open = await waitFor(async () => (await text(page, "#state")) === "open", 5000);
+    check(`token: the page connects with a secret set (${sseRequests.at(-1)})`, open && /\?token=\d+\.[\w-]{43}$/.test(sseRequests.at(-1) ?? ""));
+    check(`token: the page says where its token came from (${await text(page, "#token-note")})`,
+      (await text(page, "#token-note")).startsWith(`from POST /token/${user}`));
+    const frames = await waitFor(async () => (await text(page, "#frames")).includes(`"userId":"${user}"`), 5000);
+    check("token: timer frames arrive", frames);
+    row.connected = open ? "ok" : "FAIL";
+    row.frames = frames ? "ok" : "FAIL";
+
+    const first = await publish(own.url, `/send/${user}?event=chat`, "sent with a token");
+    await waitFor(async () => (await text(page, "#events")).includes(`#${first.json?.id} chat: sent with a token`), 3000);
+    await page.click("#disconnect");
+    const missed = await publish(own.url, `/send/${user}?event=chat`, "sent while away");
+    await page.click("#reconnect");
+    const replayed = await waitFor(async () => (await text(page, "#events")).includes(`#${missed.json?.id} chat: sent while away`), 5000);
+    const resumed = /\?token=\d+\.[\w-]{43}&lastEventId=\d+$/.test(sseRequests.at(-1) ?? "");
+    check(`token: Reconnect fetches a fresh token and resumes with ?lastEventId= (${sseRequests.at(-1)})`, replayed && resumed);
+    row.pushed = replayed ? "ok" : "FAIL";
+    row.reconnect = replayed && resumed ? "ok" : "FAIL";
+
+    const tokens = sseRequests.map((url) => new URL(url).searchParams.get("token")).filter(Boolean);
+    const leaked = tokens.filter((token) => own.logText().includes(token.split(".")[1]));
+    check(`token: no token in the server log (${tokens.length} used)`, tokens.length >= 2 && leaked.length === 0);
+  } finally {
+    await page.close();
+    own.stop();
+  }
+
+  // A publish token: the page cannot mint a subscriber token, and says so.
+  const guarded = await startServer(undefined, "--port 0 --interval 200ms --publish-token browser-pub-token", { SSE_SUBSCRIBE_SECRET: secret });
+  const refusedPage = await context.newPage();
+  try {
+    await refusedPage.goto(guarded.url + "/");
+    await refusedPage.fill("#name", user);
+    await refusedPage.click("#connect");
+    const said = await waitFor(async () => (await text(refusedPage, "#token-note")).startsWith("cannot get a token (401"), 5000);
+    check(`token: without a token the page says so (${await text(refusedPage, "#token-note")})`, said);
+    const closed = await waitFor(async () => (await text(refusedPage, "#state")) === "closed" &&
+      guarded.logText().includes("reject status=401 reason=\"no token\""), 5000);
+    check("token: the stream is refused (401, logged as no token) and the page shows closed", closed);
+  } finally {
+    await refusedPage.close();
+    guarded.stop();
+  }
+  console.log(`RESULT client=browser-token ${Object.entries(row).map(([key, value]) => `${key}=${value}`).join(" ")}`);
 }
