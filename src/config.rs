@@ -95,7 +95,7 @@ usage: sse-server [options]
   --write-timeout DUR    drop a client that cannot take a frame in this time (default 5s)
   --publish-token TOKEN  require `Authorization: Bearer TOKEN` to publish
                          (default: $SSE_PUBLISH_TOKEN; without a token only loopback may publish)
-  --allow-origin ORIGIN  send Access-Control-Allow-Origin: ORIGIN on /sse and /users
+  --allow-origin ORIGIN  send Access-Control-Allow-Origin: ORIGIN on /sse, /users, /metrics
   --verbose              log every tick too
   --help                 print this help
   --version              print the version

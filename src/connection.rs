@@ -33,78 +33,11 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
+pub use crate::end_reason::EndReason;
 use crate::event::StoredEvent;
 use crate::limits::{FAREWELL_TIMEOUT, MAX_OUTBOX_BYTES, WRITE_SLICE};
+use crate::metrics::Metrics;
 use crate::net::is_timeout;
-
-/// Why a stream ended. A client leaving is an outcome, not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The client closed the connection (FIN).
-    Eof,
-    /// The client reset the connection (RST).
-    Reset,
-    /// A write failed for another reason than a timeout.
-    WriteError,
-    /// The client did not take what was written to it within the write
-    /// timeout, or fell [`MAX_OUTBOX_BYTES`] behind.
-    Stalled,
-    /// The client kept sending bytes after its request.
-    ClientData,
-    /// Reading the socket failed in an unexpected way.
-    ReadError,
-    /// The server is shutting down.
-    Shutdown,
-    /// The connection's thread panicked.
-    Panic,
-}
-
-impl EndReason {
-    /// Every reason, in the order of the README's table.
-    pub const ALL: [EndReason; 8] = [
-        EndReason::Eof,
-        EndReason::Reset,
-        EndReason::WriteError,
-        EndReason::Stalled,
-        EndReason::ClientData,
-        EndReason::ReadError,
-        EndReason::Shutdown,
-        EndReason::Panic,
-    ];
-
-    /// The word after `reason=` in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Eof => "eof",
-            EndReason::Reset => "reset",
-            EndReason::WriteError => "write-error",
-            EndReason::Stalled => "stalled",
-            EndReason::ClientData => "client-data",
-            EndReason::ReadError => "read-error",
-            EndReason::Shutdown => "shutdown",
-            EndReason::Panic => "panic",
-        }
-    }
-
-    fn code(self) -> u8 {
-        self as u8 + 1
-    }
-
-    fn from_code(code: u8) -> Option<EndReason> {
-        EndReason::ALL
-            .get(usize::from(code).checked_sub(1)?)
-            .copied()
-    }
-
-    /// Classifies a failed write.
-    fn from_write_error(error: &io::Error) -> EndReason {
-        if error.kind() == io::ErrorKind::ConnectionReset {
-            EndReason::Reset
-        } else {
-            EndReason::WriteError
-        }
-    }
-}
 
 /// One open event stream, shared (`Arc`) by its own thread, which waits on
 /// the socket, the registry, and any thread that pushes an event to it.
@@ -130,6 +63,9 @@ pub struct Connection {
     end_reason: AtomicU8,
     /// When anything was last written, in ms since `opened` (for heartbeats).
     last_write_ms: AtomicU64,
+    /// The server's counters: bytes written and pushed frames are counted
+    /// here, where every stream write passes.
+    metrics: Arc<Metrics>,
 }
 
 /// The queue behind a connection. Only the writer's holder removes from it
@@ -167,6 +103,7 @@ impl Connection {
         peer: SocketAddr,
         stream: Arc<TcpStream>,
         write_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Connection {
         Connection {
             id,
@@ -179,6 +116,7 @@ impl Connection {
             outbox: Mutex::new(Outbox::default()),
             end_reason: AtomicU8::new(0),
             last_write_ms: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -352,6 +290,7 @@ impl Writer<'_> {
             outbox.events.pop_front();
             outbox.bytes -= event.frame.len();
             outbox.front_written = 0;
+            self.connection.metrics.count_pushed_frame();
         }
     }
 
@@ -376,7 +315,10 @@ impl Writer<'_> {
         while written < bytes.len() {
             match (&*connection.stream).write(&bytes[written..]) {
                 Ok(0) => return Err(connection.end_and_wake_owner(EndReason::WriteError)),
-                Ok(count) => written += count,
+                Ok(count) => {
+                    written += count;
+                    connection.metrics.count_stream_bytes(count);
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 // The socket's buffer stayed full for one slice.
                 Err(error) if is_timeout(&error) => {}
@@ -417,7 +359,15 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("test setup");
         let peer = "127.0.0.1:1".parse().expect("test setup");
-        let connection = Connection::new(1, "a".into(), peer, Arc::new(server), write_timeout);
+        let metrics = Arc::new(Metrics::new());
+        let connection = Connection::new(
+            1,
+            "a".into(),
+            peer,
+            Arc::new(server),
+            write_timeout,
+            metrics,
+        );
         (connection, client)
     }
 

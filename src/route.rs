@@ -9,6 +9,7 @@
 //! | GET, HEAD   | `/`                | the demo page                  |
 //! | GET, HEAD   | `/sse/{userId}`    | an event stream for `userId`   |
 //! | GET, HEAD   | `/users`           | JSON list of connected users   |
+//! | GET, HEAD   | `/metrics`         | counters, Prometheus text      |
 //! | POST        | `/send/{userId}`   | push the body to one user      |
 //! | POST        | `/broadcast`       | push the body to everyone      |
 
@@ -30,8 +31,17 @@ pub enum Route {
     Broadcast { event: Option<String> },
     /// `GET /users`.
     Users { head_only: bool },
+    /// `GET /metrics`.
+    Metrics { head_only: bool },
     /// `GET /`.
     Demo { head_only: bool },
+}
+
+impl Route {
+    /// Whether this is a publish (`/send/…` or `/broadcast`).
+    pub fn is_publish(&self) -> bool {
+        matches!(self, Route::Send { .. } | Route::Broadcast { .. })
+    }
 }
 
 /// Why a request cannot be routed. [`RouteError::status`] maps each to its
@@ -98,6 +108,9 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
     match (segments.next(), segments.next(), segments.next()) {
         (Some(""), None, None) => read_only(method, |head_only| Route::Demo { head_only }),
         (Some("users"), None, None) => read_only(method, |head_only| Route::Users { head_only }),
+        (Some("metrics"), None, None) => {
+            read_only(method, |head_only| Route::Metrics { head_only })
+        }
         (Some("sse"), Some(user_id), None) => {
             let user_id = parse_user_id(user_id)?;
             read_only(method, |head_only| Route::Stream { user_id, head_only })
@@ -291,6 +304,26 @@ mod tests {
             &format!("/sse/{longest}x"),
             Err(RouteError::BadUserId),
         );
+    }
+
+    #[test]
+    fn metrics_is_read_only() {
+        check(
+            Method::Get,
+            "/metrics",
+            Ok(Route::Metrics { head_only: false }),
+        );
+        check(
+            Method::Head,
+            "/metrics",
+            Ok(Route::Metrics { head_only: true }),
+        );
+        check(
+            Method::Post,
+            "/metrics",
+            Err(RouteError::MethodNotAllowed { allow: READ_ONLY }),
+        );
+        check(Method::Get, "/metrics/", Err(RouteError::NotFound));
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub fn serve(
         peer,
         Arc::clone(stream),
         shared.config.write_timeout,
+        Arc::clone(&shared.metrics),
     ));
     // Every write from here on waits at most one slice per call; writers
     // with more time try again until their deadline (see connection.rs).
@@ -162,6 +163,7 @@ fn write_start(
     writer.write_all(head, deadline)?;
     for event in &start.replay.events {
         writer.write_all(&event.frame, deadline)?;
+        shared.metrics.count_pushed_frame();
     }
     head.clear();
     sse::write_id_only(head, start.newest);
@@ -186,6 +188,7 @@ fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, pee
     );
     bytes.extend_from_slice(sse::FULL_COMMENT);
     log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
+    shared.metrics.count_reject(200);
     let _ = stream.set_write_timeout(Some(shared.config.write_timeout));
     finish_reply(stream, &bytes);
 }
@@ -215,7 +218,7 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         let now = Instant::now();
         if let (Some(tick_at), Some(every)) = (next_tick, interval) {
             if tick_at <= now {
-                if let Err(reason) = send_tick(shared, connection, &mut frame) {
+                if let Err(reason) = send_tick(shared, connection, &mut frame, tick_at) {
                     return reason;
                 }
                 next_tick = Some(next_boundary(shared.started, every, Instant::now()));
@@ -277,16 +280,21 @@ fn send_frame(shared: &Shared, connection: &Connection, frame: &[u8]) -> Result<
 }
 
 /// Formats the timer frame into the reused buffer and writes it; with
-/// `--verbose`, logs it like the original's "Interval loop" line.
+/// `--verbose`, logs it like the original's "Interval loop" line. Counts
+/// it, and how late its `time` is against `tick_at`, when it was due.
 fn send_tick(
     shared: &Shared,
     connection: &Connection,
     frame: &mut Vec<u8>,
+    tick_at: Instant,
 ) -> Result<(), EndReason> {
     frame.clear();
     let users = shared.registry.user_count();
+    let late = Instant::now().saturating_duration_since(tick_at);
     sse::write_tick(frame, &connection.user_id, users, now_ms());
     send_frame(shared, connection, frame)?;
+    shared.metrics.count_timer_frame();
+    shared.metrics.observe_tick_lateness(late);
     if shared.config.verbose {
         let user = json::Quoted(&connection.user_id);
         log!("tick user={user} conn={} users={users}", connection.id);
