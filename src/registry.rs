@@ -244,7 +244,6 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
-    use std::time::Duration;
 
     /// A connected socket pair's server half, so a `Connection` has a real
     /// stream (the registry itself never touches it).
@@ -262,7 +261,6 @@ mod tests {
             user_id.to_string(),
             peer,
             socket(),
-            Duration::from_secs(1),
             Arc::new(Metrics::new()),
         ))
     }

@@ -70,7 +70,6 @@ pub fn serve(
         user_id,
         peer,
         Arc::clone(stream),
-        shared.config.write_timeout,
         Arc::clone(&shared.metrics),
     ));
     // Every write from here on waits at most one slice per call; writers
