@@ -103,7 +103,7 @@ usage: sse-server [options]
   --write-timeout DUR    drop a client that cannot take a frame in this time (default 5s)
   --publish-token TOKEN  require `Authorization: Bearer TOKEN` to publish
                          (default: $SSE_PUBLISH_TOKEN; without a token only loopback may publish)
-  --allow-origin ORIGIN  send Access-Control-Allow-Origin: ORIGIN on /sse and /users
+  --allow-origin ORIGIN  send Access-Control-Allow-Origin: ORIGIN on /sse, /users, /metrics
   --subscribe-secret-file PATH
                          sign subscriber tokens with this file's bytes (at least 32); then
                          GET /sse/USER needs ?token= (default: $SSE_SUBSCRIBE_SECRET)

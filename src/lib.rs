@@ -16,9 +16,12 @@
 //!    one line per event. [`limits`]: every limit a client can run into.
 //! 5. [`event`]: event ids (`ms-seq`), targets, the encoded event. Pure.
 //! 6. [`connection`]: one stream as other threads see it: the writer lock
-//!    and the outbox that keeps publishers from waiting on slow sockets.
+//!    and the outbox that keeps publishers from waiting on slow sockets;
+//!    [`end_reason`]: every way a stream can end.
 //! 7. [`registry`]: who is connected; [`history`]: replay and gaps;
-//!    [`state`]: what every thread shares, and the lock that orders events.
+//!    [`state`]: what every thread shares, and the lock that orders events;
+//!    [`metrics`]: the counters behind `GET /metrics`, one atomic add each,
+//!    and the Prometheus text format they are written in.
 //! 8. [`stream`]: the life of one stream: its start, ticks, and disconnect
 //!    detection with `peek`.
 //! 9. [`publish`]: pushing to a user or to everyone.
@@ -37,11 +40,14 @@
 //!
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `eventstream`, `response`, `httpdate`,
-//!   `json`, `event`, `schedule` and `history` never touch a socket;
+//!   `json`, `event`, `schedule`, `history`, `end_reason` and `metrics` never
+//!   touch a socket;
 //!   `response` and `httpdate` never read the clock either (the time is
 //!   passed in, so tests can pin it). Nor do `sha256`, `hmac`, `base64`
 //!   and `token`.
 //! - No subscriber token is ever written to the log.
+//! - Counting for `/metrics` never takes a lock or allocates: each count
+//!   is one relaxed atomic add.
 //! - No lock but a stream's own writer lock is ever held while writing to
 //!   a socket, and only that stream's own thread ever waits for it:
 //!   publishers `try_lock` it and queue what they cannot write.
@@ -52,7 +58,7 @@
 //! floor 2  stream  publish  auth
 //! floor 1  state  registry  connection  history  net  config
 //! floor 0  request  route  sse  json  response  httpdate  event  log  limits
-//!          sha256  hmac  base64  token  eventstream  schedule
+//!          sha256  hmac  base64  token  eventstream  schedule  end_reason  metrics
 //! ```
 //! - Nothing a client sends is `unwrap`ped.
 
@@ -61,6 +67,7 @@ pub mod base64;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod end_reason;
 pub mod event;
 pub mod eventstream;
 pub mod history;
@@ -69,6 +76,7 @@ pub mod httpdate;
 pub mod json;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod publish;
 pub mod registry;

@@ -109,6 +109,7 @@ pub fn publish(
         to_flush.rotate_left(start);
     }
     spread_over_threads(&to_flush, |connection| connection.flush());
+    shared.metrics.observe_publish_latency(started.elapsed());
     let target_text = match &stored.target {
         Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
         Target::All => "all".to_string(),

@@ -30,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::connection::{Connection, EndReason};
 use crate::json;
 use crate::log;
+use crate::metrics::Metrics;
 
 /// All users with at least one open stream.
 #[derive(Debug, Default)]
@@ -39,6 +40,8 @@ pub struct Registry {
     /// taking the lock.
     user_count: AtomicUsize,
     connection_count: AtomicUsize,
+    /// Where each close is counted, by reason.
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
@@ -75,6 +78,14 @@ pub struct Counts {
 impl Registry {
     pub fn new() -> Registry {
         Registry::default()
+    }
+
+    /// A registry that counts every close in `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Registry {
+        Registry {
+            metrics,
+            ..Registry::default()
+        }
     }
 
     /// Number of distinct users with an open stream (the `users` field).
@@ -186,6 +197,7 @@ impl Registration<'_> {
     pub fn close(mut self, reason: EndReason) {
         self.finished = true;
         let counts = self.registry.deregister(&self.connection);
+        self.registry.metrics.count_close(reason);
         log_close(&self.connection, reason, counts);
     }
 }
@@ -199,6 +211,7 @@ impl Drop for Registration<'_> {
         }
         let reason = self.connection.record_end(EndReason::Panic);
         let counts = self.registry.deregister(&self.connection);
+        self.registry.metrics.count_close(reason);
         log_close(&self.connection, reason, counts);
     }
 }
@@ -231,7 +244,6 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
-    use std::time::Duration;
 
     /// A connected socket pair's server half, so a `Connection` has a real
     /// stream (the registry itself never touches it).
@@ -249,7 +261,7 @@ mod tests {
             user_id.to_string(),
             peer,
             socket(),
-            Duration::from_secs(1),
+            Arc::new(Metrics::new()),
         ))
     }
 

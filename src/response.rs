@@ -52,7 +52,8 @@ impl Reply {
         Reply::new(200, "text/html; charset=utf-8", body.as_bytes().to_vec())
     }
 
-    fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+    /// A reply with any content type (`/metrics` has its own).
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
         Reply {
             status,
             content_type,

@@ -9,6 +9,7 @@
 //! | GET, HEAD   | `/`                | the demo page                  |
 //! | GET, HEAD   | `/sse/{userId}`    | an event stream for `userId`   |
 //! | GET, HEAD   | `/users`           | JSON list of connected users   |
+//! | GET, HEAD   | `/metrics`         | counters, Prometheus text      |
 //! | POST        | `/send/{userId}`   | push the body to one user      |
 //! | POST        | `/broadcast`       | push the body to everyone      |
 //! | POST        | `/token/{userId}`  | mint a subscriber token        |
@@ -33,8 +34,17 @@ pub enum Route {
     Users { head_only: bool },
     /// `POST /token/{userId}?ttl=DUR`: a subscriber token (see `auth.rs`).
     Token { user_id: String },
+    /// `GET /metrics`.
+    Metrics { head_only: bool },
     /// `GET /`.
     Demo { head_only: bool },
+}
+
+impl Route {
+    /// Whether this is a publish (`/send/…` or `/broadcast`).
+    pub fn is_publish(&self) -> bool {
+        matches!(self, Route::Send { .. } | Route::Broadcast { .. })
+    }
 }
 
 /// Why a request cannot be routed. [`RouteError::status`] maps each to its
@@ -101,6 +111,9 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
     match (segments.next(), segments.next(), segments.next()) {
         (Some(""), None, None) => read_only(method, |head_only| Route::Demo { head_only }),
         (Some("users"), None, None) => read_only(method, |head_only| Route::Users { head_only }),
+        (Some("metrics"), None, None) => {
+            read_only(method, |head_only| Route::Metrics { head_only })
+        }
         (Some("sse"), Some(user_id), None) => {
             let user_id = parse_user_id(user_id)?;
             read_only(method, |head_only| Route::Stream { user_id, head_only })
@@ -302,6 +315,26 @@ mod tests {
             &format!("/sse/{longest}x"),
             Err(RouteError::BadUserId),
         );
+    }
+
+    #[test]
+    fn metrics_is_read_only() {
+        check(
+            Method::Get,
+            "/metrics",
+            Ok(Route::Metrics { head_only: false }),
+        );
+        check(
+            Method::Head,
+            "/metrics",
+            Ok(Route::Metrics { head_only: true }),
+        );
+        check(
+            Method::Post,
+            "/metrics",
+            Err(RouteError::MethodNotAllowed { allow: READ_ONLY }),
+        );
+        check(Method::Get, "/metrics/", Err(RouteError::NotFound));
     }
 
     #[test]

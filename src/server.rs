@@ -4,7 +4,7 @@
 //! ```text
 //! accept ──spawn(named, small stack)──▶ read head (timeout, size cap) ─▶ parse ─▶ route
 //!                                                                             │
-//!        plain reply (404/405/…, /users, demo page, publish) ◀────────────────┤
+//!        plain reply (404/405/…, /users, /metrics, demo, publish) ◀───────────┤
 //!                                                                             ▼
 //!                                                        stream.rs: the event stream
 //! ```
@@ -29,6 +29,7 @@ use crate::limits::{
     SERVER_FULL_RETRY_AFTER_SECS, SHUTDOWN_GRACE,
 };
 use crate::log;
+use crate::metrics::{self, Gauges};
 use crate::net::{finish_reply, is_timeout, read_with_timeout};
 use crate::publish;
 use crate::request::{self, Method, Parse, Request, RequestError};
@@ -139,7 +140,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
     };
     let stream = Arc::new(stream);
     if !shared.admit(id, &stream) {
-        refuse_without_thread(&stream, id, peer, "too many connections");
+        refuse_without_thread(shared, &stream, id, peer, "too many connections");
         return;
     }
     let thread_shared = Arc::clone(shared);
@@ -150,7 +151,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
         .spawn(move || handle_connection(&thread_shared, id, thread_stream, peer));
     if spawned.is_err() {
         shared.release(id);
-        refuse_without_thread(&stream, id, peer, "cannot start a thread");
+        refuse_without_thread(shared, &stream, id, peer, "cannot start a thread");
     }
 }
 
@@ -159,11 +160,18 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
 /// mode makes sure of it. What the client already sent is drained before
 /// the close, so the close does not turn into a reset that could destroy
 /// the reply (see [`finish_reply`]); what arrives later is not waited for.
-fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: &str) {
+fn refuse_without_thread(
+    shared: &Shared,
+    stream: &TcpStream,
+    id: u64,
+    peer: SocketAddr,
+    reason: &str,
+) {
     log!(
         "reject status=503 reason={} conn={id} peer={peer}",
         json::Quoted(reason)
     );
+    shared.metrics.count_reject(503);
     let _ = stream.set_nonblocking(true);
     let _ = (&*stream).write_all(&server_full_reply().to_bytes(false, SystemTime::now()));
     let _ = stream.shutdown(Shutdown::Write);
@@ -204,13 +212,13 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
     // 1. Read and parse the head.
     let (request, leftover) = match read_head(&client.stream) {
         Ok(head) => head,
-        Err(failure) => return answer_head_failure(&client, failure),
+        Err(failure) => return answer_head_failure(shared, &client, failure),
     };
     // From here on a reply to HEAD carries no body (RFC 9110 §9.3.2).
     let head_only = request.method == Method::Head;
     if let Err(error) = request::validate(&request) {
         let reply = Reply::text(error.status(), error.reason());
-        return reject(&client, reply, head_only);
+        return reject(shared, &client, reply, head_only);
     }
     // 2. Route it.
     let route = match route::route(&request.method, &request.path, request.query.as_deref()) {
@@ -220,14 +228,17 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
             if let route::RouteError::MethodNotAllowed { allow } = error {
                 reply = reply.with_header("Allow", allow);
             }
-            return reject(&client, reply, head_only);
+            return reject(shared, &client, reply, head_only);
         }
     };
     // 3. Refuse plain requests when the server is full; streams are told
     //    to come back by `stream.rs`.
     let streams_only = shared.admission(shared.live_connections()) != Admission::Serve;
     if !matches!(route, Route::Stream { .. }) && streams_only {
-        return reject(&client, server_full_reply(), head_only);
+        if route.is_publish() {
+            shared.metrics.count_publish(503);
+        }
+        return reject(shared, &client, server_full_reply(), head_only);
     }
     // 4. Answer.
     dispatch(shared, &client, request, leftover, route);
@@ -278,6 +289,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
             event,
         )
     };
+    let is_publish = route.is_publish();
     let reply = match route {
         Route::Stream { .. } => {
             // `HEAD`: the same head as a stream's (RFC 9110 §9.3.2), then close.
@@ -290,6 +302,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         }
         Route::Demo { .. } => Reply::cached_page(DEMO_PAGE, request.header("If-None-Match")),
         Route::Users { .. } => users_reply(shared),
+        Route::Metrics { .. } => metrics_reply(shared),
         Route::Send { user_id, event } => publish(Target::user(&user_id), event),
         Route::Broadcast { event } => publish(Target::All, event),
         Route::Token { user_id } => {
@@ -306,9 +319,12 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
             )
         }
     };
+    if is_publish {
+        shared.metrics.count_publish(reply.status);
+    }
     let head_only = request.method == Method::Head;
     if reply.status >= 400 {
-        return reject(client, reply, head_only);
+        return reject(shared, client, reply, head_only);
     }
     log_reply(client, &request, reply.status);
     finish_reply(
@@ -355,7 +371,27 @@ fn users_reply(shared: &Shared) -> Reply {
     }
     body.push_str("]}");
     // Live data: no cache may store it (RFC 9111 §5.2.2.5).
-    let reply = Reply::json(200, body).with_header("Cache-Control", "no-store");
+    with_allow_origin(
+        shared,
+        Reply::json(200, body).with_header("Cache-Control", "no-store"),
+    )
+}
+
+/// `GET /metrics`: every counter and the gauges, in the Prometheus text
+/// format (see `metrics.rs`). Guarded like `/users`: `503` when the server
+/// is full, and the CORS header of `--allow-origin`.
+fn metrics_reply(shared: &Shared) -> Reply {
+    let gauges = Gauges {
+        streams: shared.registry.connection_count(),
+        users: shared.registry.user_count(),
+        threads: shared.live_connections(),
+    };
+    let body = shared.metrics.render(gauges).into_bytes();
+    with_allow_origin(shared, Reply::new(200, metrics::CONTENT_TYPE, body))
+}
+
+/// Adds `Access-Control-Allow-Origin` when `--allow-origin` is set.
+fn with_allow_origin(shared: &Shared, reply: Reply) -> Reply {
     match &shared.config.allow_origin {
         Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin.clone()),
         None => reply,
@@ -415,12 +451,16 @@ fn read_head(stream: &TcpStream) -> Result<(Request, Vec<u8>), HeadFailure> {
     }
 }
 
-fn answer_head_failure(client: &Client, failure: HeadFailure) {
+fn answer_head_failure(shared: &Shared, client: &Client, failure: HeadFailure) {
     match failure {
-        HeadFailure::Invalid(error) => {
-            reject(client, Reply::text(error.status(), error.reason()), false)
-        }
+        HeadFailure::Invalid(error) => reject(
+            shared,
+            client,
+            Reply::text(error.status(), error.reason()),
+            false,
+        ),
         HeadFailure::Timeout => reject(
+            shared,
             client,
             Reply::text(408, "request head not complete in time"),
             false,
@@ -434,8 +474,8 @@ fn answer_head_failure(client: &Client, failure: HeadFailure) {
 }
 
 /// Logs an error reply once (`reject status=404 reason="…"`, the reason
-/// being its text body) and sends it.
-fn reject(client: &Client, reply: Reply, head_only: bool) {
+/// being its text body), counts it, and sends it.
+fn reject(shared: &Shared, client: &Client, reply: Reply, head_only: bool) {
     let reason = String::from_utf8_lossy(&reply.body);
     log!(
         "reject status={} reason={} conn={} peer={}",
@@ -444,6 +484,7 @@ fn reject(client: &Client, reply: Reply, head_only: bool) {
         client.id,
         client.peer
     );
+    shared.metrics.count_reject(reply.status);
     finish_reply(
         &client.stream,
         &reply.to_bytes(head_only, SystemTime::now()),

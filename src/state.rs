@@ -4,6 +4,7 @@
 //! Shared ── config, max_clients, started
 //!        ├─ events:   Mutex<History>   the event log, and the order of events
 //!        ├─ registry: Registry         who is connected (registry.rs)
+//!        ├─ metrics:  Arc<Metrics>     counters for GET /metrics (metrics.rs)
 //!        └─ live:     Mutex<HashMap>   every connection thread alive, by id
 //! ```
 //!
@@ -22,6 +23,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::history::History;
 use crate::limits::{OVERLOAD_HEADROOM, PLAIN_REQUEST_HEADROOM};
+use crate::metrics::Metrics;
 use crate::registry::{now_ms, Registry};
 
 /// State shared by every connection thread.
@@ -31,6 +33,9 @@ pub struct Shared {
     /// Most concurrent streams (from `--max-clients` or the open-file limit).
     pub max_clients: usize,
     pub registry: Registry,
+    /// Counters for `GET /metrics`; the registry and every connection hold
+    /// it too, so each can count without reaching for `Shared`.
+    pub metrics: Arc<Metrics>,
     events: Mutex<History>,
     /// When the server started; ticks fall on multiples of the interval
     /// since then.
@@ -59,11 +64,13 @@ pub enum Admission {
 
 impl Shared {
     pub fn new(config: Config, max_clients: usize) -> Shared {
+        let metrics = Arc::new(Metrics::new());
         Shared {
             events: Mutex::new(History::new(config.history, now_ms())),
             config,
             max_clients,
-            registry: Registry::new(),
+            registry: Registry::with_metrics(Arc::clone(&metrics)),
+            metrics,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),

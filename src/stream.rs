@@ -64,7 +64,7 @@ pub fn serve(
         user_id,
         peer,
         Arc::clone(stream),
-        shared.config.write_timeout,
+        Arc::clone(&shared.metrics),
     ));
     // Every write from here on waits at most one slice per call; writers
     // with more time try again until their deadline (see connection.rs).
@@ -160,6 +160,7 @@ fn write_start(
     writer.write_all(head, deadline)?;
     for event in &start.replay.events {
         writer.write_all(&event.frame, deadline)?;
+        shared.metrics.count_pushed_frame();
     }
     head.clear();
     sse::write_id_only(head, start.newest);
@@ -184,6 +185,7 @@ fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, pee
     );
     bytes.extend_from_slice(sse::FULL_COMMENT);
     log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
+    shared.metrics.count_reject(200);
     let _ = stream.set_write_timeout(Some(shared.config.write_timeout));
     finish_reply(stream, &bytes);
 }
@@ -214,7 +216,7 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         // 1. A tick that is due (it writes what is queued first).
         let now = Instant::now();
         if let Some(schedule) = ticks.as_mut().filter(|schedule| schedule.next() <= now) {
-            if let Err(reason) = send_tick(shared, connection, &mut frame) {
+            if let Err(reason) = send_tick(shared, connection, &mut frame, schedule.next()) {
                 return reason;
             }
             schedule.advance_past(Instant::now());
@@ -318,16 +320,21 @@ fn send_frame(shared: &Shared, connection: &Connection, frame: &[u8]) -> Result<
 }
 
 /// Formats the timer frame into the reused buffer and writes it; with
-/// `--verbose`, logs it like the original's "Interval loop" line.
+/// `--verbose`, logs it like the original's "Interval loop" line. Counts
+/// it, and how late its `time` is against `tick_at`, when it was due.
 fn send_tick(
     shared: &Shared,
     connection: &Connection,
     frame: &mut Vec<u8>,
+    tick_at: Instant,
 ) -> Result<(), EndReason> {
     frame.clear();
     let users = shared.registry.user_count();
+    let late = Instant::now().saturating_duration_since(tick_at);
     sse::write_tick(frame, &connection.user_id, users, now_ms());
     send_frame(shared, connection, frame)?;
+    shared.metrics.count_timer_frame();
+    shared.metrics.observe_tick_lateness(late);
     if shared.config.verbose {
         let user = json::Quoted(&connection.user_id);
         log!("tick user={user} conn={} users={users}", connection.id);
@@ -399,7 +406,8 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().expect("test setup"));
         let socket = Arc::new(listener.accept().expect("test setup").0);
         let peer = "127.0.0.1:1".parse().expect("test setup");
-        let connection = Connection::new(1, "a".into(), peer, socket, Duration::from_secs(1));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let connection = Connection::new(1, "a".into(), peer, socket, metrics);
         let ms = Duration::from_millis;
         let mut timeout = SocketTimeout::default();
         assert_eq!(timeout.set(&connection, Some(ms(1000))), Ok(Some(ms(1000))));

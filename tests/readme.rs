@@ -1,12 +1,14 @@
 //! The README's tables that mirror code are checked against the code, so
 //! they cannot drift apart: the limits table against `src/limits.rs`, the
-//! flags block against `--help`, the close reasons against `EndReason`.
+//! flags block against `--help`, the close reasons against `EndReason`, the
+//! metrics table against what `GET /metrics` writes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sse_server::config::USAGE;
 use sse_server::connection::EndReason;
+use sse_server::metrics::{Gauges, Metrics};
 
 const README: &str = include_str!("../README.md");
 const LIMITS_SOURCE: &str = include_str!("../src/limits.rs");
@@ -159,4 +161,49 @@ fn close_reasons_match_end_reason() {
         .map(|reason| reason.as_str())
         .collect();
     assert_eq!(in_readme, in_code);
+}
+
+/// The metrics table lists every metric `/metrics` writes, in order, with
+/// its type, its label names and its `HELP` text.
+#[test]
+fn metrics_table_matches_the_scrape() {
+    let in_readme: Vec<Vec<String>> = table_after("## Metrics")
+        .into_iter()
+        .map(|row| row.iter().map(|cell| cell.replace('`', "")).collect())
+        .collect();
+    assert_eq!(in_readme, metrics_in_code());
+}
+
+/// (name, type, label names joined by ", ", help) of every metric family a
+/// scrape of a fresh server has.
+fn metrics_in_code() -> Vec<Vec<String>> {
+    let scrape = Metrics::new().render(Gauges::default());
+    let mut families: Vec<Vec<String>> = Vec::new();
+    let mut help = String::new();
+    for line in scrape.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').expect("HELP name text").1.to_string();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            families.push(vec![name.into(), kind.into(), String::new(), help.clone()]);
+        } else {
+            let family = families.last_mut().expect("a sample after its TYPE");
+            let labels = line
+                .split_once('{')
+                .map(|(_, rest)| rest.split_once('}').expect("labels end").0)
+                .unwrap_or("");
+            for pair in labels.split(',').filter(|pair| !pair.is_empty()) {
+                let name = pair.split_once('=').expect("label=value").0;
+                let known: Vec<&str> = family[2].split(", ").collect();
+                if !known.contains(&name) {
+                    if !family[2].is_empty() {
+                        family[2].push_str(", ");
+                    }
+                    family[2].push_str(name);
+                }
+            }
+        }
+    }
+    assert!(families.len() >= 11, "read only {families:?}");
+    families
 }
