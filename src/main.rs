@@ -50,8 +50,6 @@ fn run(config: Config) -> std::io::Result<()> {
     log_panics();
     let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))?;
     let address = listener.local_addr()?;
-    // Scripts and tests wait for this exact line.
-    sse_server::log!("listening on http://{address}");
     let (mut max_clients, mut source) = match config.max_clients {
         Some(max) => (max, "flag".to_string()),
         None => default_max_clients(),
@@ -63,9 +61,14 @@ fn run(config: Config) -> std::io::Result<()> {
             source = format!("capped: vm.max_map_count allows {threads} threads");
         }
     }
-    sse_server::log!("max-clients={max_clients} ({source})");
     let server = Server::new(listener, config, max_clients);
     install_shutdown_handler(&server)?;
+    // Scripts and tests wait for this exact line, so it comes once the server
+    // is ready: with `ctrlc`, after the handler (and its thread) is in place,
+    // so a SIGTERM sent at once is already handled, and a thread count taken
+    // at once already includes it.
+    sse_server::log!("listening on http://{address}");
+    sse_server::log!("max-clients={max_clients} ({source})");
     server.run();
     Ok(())
 }
