@@ -3,7 +3,7 @@
 //! Spec: FIPS 180-4, "Secure Hash Standard", §4.1.2 (functions), §4.2.2
 //! (constants), §5.1.1 (padding), §5.3.3 (initial hash value) and §6.2
 //! (the computation), <https://nvlpubs.nist.gov/nistpubs/FIPS/NIST.FIPS.180-4.pdf>.
-//! Read [`compress`] next to §6.2.2: one spec step per line.
+//! Read `compress` next to §6.2.2: one spec step per line.
 //!
 //! Pure: bytes in, 32 bytes out. Simplification: the whole message is in
 //! memory (we only hash a userId and a number); a production library would
