@@ -41,6 +41,7 @@ pub mod log;
 pub mod publish;
 pub mod registry;
 pub mod request;
+pub mod resp;
 pub mod response;
 pub mod route;
 pub mod server;
