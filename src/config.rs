@@ -79,6 +79,8 @@ impl Default for Config {
 }
 
 /// What the command line asks for.
+// Made once at start and moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Config),
@@ -326,9 +328,9 @@ pub fn parse_redis_url(flag: &str, url: &str) -> Result<RedisUrl, ConfigError> {
     };
     let (username, password) = match userinfo {
         None => (None, None),
-        Some(userinfo) => parse_userinfo(userinfo).map_err(|reason| bad(reason))?,
+        Some(userinfo) => parse_userinfo(userinfo).map_err(bad)?,
     };
-    let (host, port) = parse_host_port(host_port).map_err(|reason| bad(reason))?;
+    let (host, port) = parse_host_port(host_port).map_err(bad)?;
     let db = match path {
         "" => 0,
         digits if digits.bytes().all(|byte| byte.is_ascii_digit()) => digits
