@@ -39,6 +39,7 @@ pub mod json;
 pub mod limits;
 pub mod log;
 pub mod publish;
+pub mod redis;
 pub mod registry;
 pub mod request;
 pub mod resp;
