@@ -1073,14 +1073,15 @@ fn handle_block(
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
             "data" => data.push(value),
-            "id" if is_digits(value) => id = Some(value),
+            "id" if is_event_id(value) => id = Some(value),
             "event" if !value.is_empty() => event = Some(value),
             "retry" if is_digits(value) => {}
             _ => return note_invalid(result, &client.user, &format!("bad field {line:?}")),
         }
     }
     match (data.as_slice(), id, event) {
-        ([], None, None) => {} // comments and retry only
+        ([], None, None) => {}    // comments and retry only
+        ([], Some(_), None) => {} // the id-only block every stream starts with
         ([], _, _) => note_invalid(
             result,
             &client.user,
@@ -1190,6 +1191,12 @@ fn note_example(result: &mut WorkerResult, user: &str, problem: &str) {
 
 fn is_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `ms-seq`, the server's event id form.
+fn is_event_id(text: &str) -> bool {
+    text.split_once('-')
+        .is_some_and(|(ms, seq)| is_digits(ms) && is_digits(seq))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -1790,12 +1797,13 @@ mod tests {
             &format!(":\n\n: heartbeat\n\n{TICK}"),
             (true, 1, 0, 0, 0, 0),
         );
+        check(":\n\nretry: 3000\n\nid: 1-0\n\n", (true, 0, 0, 0, 0, 0));
         check(
-            ":\n\nid: 3\nevent: news\ndata: a\ndata: b\n\n",
+            ":\n\nid: 3-0\nevent: news\ndata: a\ndata: b\n\n",
             (true, 0, 1, 0, 0, 0),
         );
         check(
-            ":\n\nid: 3\ndata: lgT-1\n\nid: 4\ndata: lgT-0\n\n",
+            ":\n\nid: 3-0\ndata: lgT-1\n\nid: 4-0\ndata: lgT-0\n\n",
             (true, 0, 2, 2, 0, 0),
         );
     }
@@ -1818,7 +1826,7 @@ mod tests {
             (true, 0, 0, 0, 1, 0),
         );
         check(
-            ":\n\nid: 3\ndata: lgT-1\n\nid: 4\ndata: lgT-1\n\n",
+            ":\n\nid: 3-0\ndata: lgT-1\n\nid: 4-0\ndata: lgT-1\n\n",
             (true, 0, 2, 1, 1, 0),
         );
     }

@@ -70,7 +70,9 @@ reply=$(curl -sS --max-time 5 -d 'hello from curl' "$base/send/pushy?event=greet
 check "publish answers 202 json" "$(contains "$reply" '"delivered":1'; echo $?)"
 wait "$curl_pid" || true
 pushed=$(cat "$stream_out"); rm -f "$stream_out"
-check "pushed event arrives" "$(contains "$pushed" $'id: 1\nevent: greeting\ndata: hello from curl\n\n'; echo $?)"
+pushed_id=$(sed -n 's/.*"id":"\([0-9]*-[0-9]*\)".*/\1/p' <<<"$reply")
+check "the reply's id is ms-seq ($pushed_id)" "$([ -n "$pushed_id" ]; echo $?)"
+check "pushed event arrives" "$(contains "$pushed" "id: $pushed_id"$'\nevent: greeting\ndata: hello from curl\n\n'; echo $?)"
 
 # 4. Error answers.
 code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/nope") || true

@@ -1,134 +1,160 @@
-//! Event ids and the ring buffer of recent pushed events, for
+//! The in-process event log: the ring buffer of recent pushed events, for
 //! `Last-Event-ID` replay.
 //!
 //! Spec: WHATWG HTML §9.2.4 (the last event ID and reconnection), §9.2.6
 //! (the `id` field), <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
 //!
-//! Every pushed event gets the next id of one server-wide counter, starting
-//! at 1, and is kept, already encoded, until `capacity` newer events push it
-//! out. A browser that reconnects sends the id of the last event it got; the
-//! new stream first replays every retained event after it that was meant for
-//! that user. Pure: no sockets, no locks (the caller holds one).
+//! Every pushed event gets the next id (`ms-seq`, see `event.rs`) and is
+//! kept, already encoded, until `capacity` newer events or the byte cap push
+//! it out. A browser that reconnects sends the id of the last event it got;
+//! the new stream first replays every retained event after it that was
+//! meant for that user. Pure: no sockets, no locks (the caller holds one).
 //!
-//! Simplification: history lives in memory, so a restart forgets it and
-//! starts ids at 1 again. A `Last-Event-ID` above the newest id we issued
-//! comes from an earlier run and is answered with no replay. A production
-//! hub would persist events or start ids from a time-based base.
+//! What a client's id tells us:
+//! - an id of this run that we still hold everything after: replay, no gap;
+//! - an id of this run older than events we evicted: a `gap`, then replay;
+//! - an id from before this run started (ids are wall-clock based, so those
+//!   are smaller than our `floor`), one from the future (a clock that went
+//!   back across a restart), or one we cannot read: a `gap`, then all we hold.
+//!
+//! Simplification: history lives in memory, so a restart forgets it (cluster
+//! mode keeps it in Redis instead).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::event::{EventId, IdGenerator, LastSeen, StoredEvent, Target};
 use crate::limits::MAX_HISTORY_BYTES;
-use crate::sse;
-
-/// Who a pushed event is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    User(String),
-    All,
-}
-
-impl Target {
-    pub fn includes(&self, user_id: &str) -> bool {
-        match self {
-            Target::All => true,
-            Target::User(target) => target == user_id,
-        }
-    }
-}
-
-/// A pushed event, encoded once and shared by every stream that gets it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct StoredEvent {
-    pub id: u64,
-    pub target: Target,
-    /// The complete wire form: `id:`, `event:`, `data:` lines, empty line.
-    pub frame: Vec<u8>,
-}
 
 /// What a reconnecting stream must be sent before going live.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replay {
-    /// `Some((from, to))` when events `from..=to` were evicted before this
-    /// client could get them (whether they were meant for it is no longer
-    /// known).
-    pub gap: Option<(u64, u64)>,
+    /// `Some(gap)` when events the client may not have seen are no longer
+    /// held (whether they were meant for it is no longer known).
+    pub gap: Option<Gap>,
     /// The retained events after the client's last id meant for it, in order.
     pub events: Vec<Arc<StoredEvent>>,
 }
 
-/// The id counter and the ring of the last `capacity` events, at most
-/// `max_bytes` of them.
+/// Events after `after` (`None`: an id we could not read) up to and
+/// including `to` may have been lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub after: Option<EventId>,
+    pub to: EventId,
+}
+
+/// The ring of the last `capacity` events, holding at most `max_bytes`
+/// (counted with `StoredEvent::footprint`).
 #[derive(Debug)]
 pub struct History {
     events: VecDeque<Arc<StoredEvent>>,
     capacity: usize,
     max_bytes: usize,
-    /// Sum of the retained frames' lengths.
+    /// Sum of the retained events' footprints.
     bytes: usize,
-    last_id: u64,
+    ids: IdGenerator,
+    /// `start_ms-0`: every id of this run is above it, every id of an
+    /// earlier run below it.
+    floor: EventId,
+    /// The newest id evicted so far.
+    evicted_up_to: Option<EventId>,
 }
 
 impl History {
-    /// A history of `capacity` events and at most [`MAX_HISTORY_BYTES`].
-    pub fn new(capacity: usize) -> History {
-        History::with_limits(capacity, MAX_HISTORY_BYTES)
+    /// A history of `capacity` events and at most [`MAX_HISTORY_BYTES`],
+    /// for a run that started at `start_ms`.
+    pub fn new(capacity: usize, start_ms: u64) -> History {
+        History::with_limits(capacity, MAX_HISTORY_BYTES, start_ms)
     }
 
-    pub fn with_limits(capacity: usize, max_bytes: usize) -> History {
+    pub fn with_limits(capacity: usize, max_bytes: usize, start_ms: u64) -> History {
+        let floor = EventId::new(start_ms, 0);
         History {
             events: VecDeque::with_capacity(capacity.min(1024)),
             capacity,
             max_bytes,
             bytes: 0,
-            last_id: 0,
+            ids: IdGenerator::starting_at(floor),
+            floor,
+            evicted_up_to: None,
         }
     }
 
-    /// The newest id issued so far (0 before the first event).
-    pub fn last_id(&self) -> u64 {
-        self.last_id
+    /// The newest id issued so far, or the floor before the first event.
+    pub fn last_id(&self) -> EventId {
+        self.ids.last()
     }
 
-    /// Gives the event the next id, encodes it, keeps it (evicting the
-    /// oldest if full) and returns it.
-    pub fn push(&mut self, target: Target, event: Option<&str>, data: &str) -> Arc<StoredEvent> {
-        self.last_id += 1;
-        let mut frame = Vec::with_capacity(data.len() + 32);
-        sse::write_event(&mut frame, self.last_id, event, data);
-        let stored = Arc::new(StoredEvent {
-            id: self.last_id,
-            target,
-            frame,
-        });
-        self.bytes += stored.frame.len();
-        self.events.push_back(Arc::clone(&stored));
-        while self.events.len() > self.capacity || self.bytes > self.max_bytes {
-            match self.events.pop_front() {
-                Some(evicted) => self.bytes -= evicted.frame.len(),
-                None => break,
-            }
-        }
+    /// Gives the event the next id (from the clock `now_ms`), encodes it,
+    /// keeps it and returns it.
+    pub fn push(
+        &mut self,
+        target: Target,
+        event: Option<&str>,
+        data: &str,
+        now_ms: u64,
+    ) -> Arc<StoredEvent> {
+        let id = self.ids.next(now_ms);
+        let stored = Arc::new(StoredEvent::new(id, target, event, data));
+        self.keep(Arc::clone(&stored));
         stored
     }
 
-    /// What a stream for `user_id` that last saw `after_id` must be sent.
-    pub fn replay(&self, user_id: &str, after_id: u64) -> Replay {
-        if after_id >= self.last_id {
-            return Replay::default();
+    /// Keeps an event, evicting the oldest while over either limit.
+    fn keep(&mut self, stored: Arc<StoredEvent>) {
+        self.bytes += stored.footprint();
+        self.events.push_back(stored);
+        while self.events.len() > self.capacity || self.bytes > self.max_bytes {
+            let Some(evicted) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= evicted.footprint();
+            self.evicted_up_to = Some(evicted.id);
         }
-        let first_retained = self
-            .events
-            .front()
-            .map_or(self.last_id + 1, |event| event.id);
-        let gap = (after_id + 1 < first_retained).then(|| (after_id + 1, first_retained - 1));
-        let events = self
-            .events
+    }
+
+    /// What a stream for `user_id` whose client last saw `last_seen` must
+    /// be sent.
+    pub fn replay(&self, user_id: &str, last_seen: LastSeen) -> Replay {
+        let newest = self.last_id();
+        let after = match last_seen {
+            LastSeen::Id(id) if id == newest => return Replay::default(),
+            LastSeen::Id(id) if self.floor <= id && id < newest => id,
+            // From an earlier run, from the future, or not ours at all:
+            // anything may be missing up to what we hold.
+            _ => {
+                let to = self.evicted_up_to.unwrap_or(self.floor);
+                let after = match last_seen {
+                    LastSeen::Id(id) => Some(id),
+                    LastSeen::Unreadable => None,
+                };
+                return Replay {
+                    gap: Some(Gap { after, to }),
+                    events: self.retained_after(user_id, to),
+                };
+            }
+        };
+        let gap = self
+            .evicted_up_to
+            .filter(|&evicted| evicted > after)
+            .map(|to| Gap {
+                after: Some(after),
+                to,
+            });
+        Replay {
+            gap,
+            events: self.retained_after(user_id, after),
+        }
+    }
+
+    /// The retained events after `after` meant for `user_id`, in order.
+    fn retained_after(&self, user_id: &str, after: EventId) -> Vec<Arc<StoredEvent>> {
+        self.events
             .iter()
-            .filter(|event| event.id > after_id && event.target.includes(user_id))
+            .filter(|event| event.id > after && event.target.includes(user_id))
             .cloned()
-            .collect();
-        Replay { gap, events }
+            .collect()
     }
 }
 
@@ -136,15 +162,18 @@ impl History {
 mod tests {
     use super::*;
 
-    fn user(name: &str) -> Target {
-        Target::User(name.to_string())
+    /// The run starts at ms 1000; events are pushed at ms 2000, 2001, …
+    const START_MS: u64 = 1000;
+
+    fn id(ms: u64) -> EventId {
+        EventId::new(ms, 0)
     }
 
-    /// A history holding `targets` in order, ids 1, 2, 3, …
+    /// A history holding `targets` in order, ids 2000-0, 2001-0, …
     fn history(capacity: usize, targets: &[Target]) -> History {
-        let mut history = History::new(capacity);
-        for target in targets {
-            history.push(target.clone(), None, "x");
+        let mut history = History::new(capacity, START_MS);
+        for (index, target) in targets.iter().enumerate() {
+            history.push(target.clone(), None, "x", 2000 + index as u64);
         }
         history
     }
@@ -153,73 +182,187 @@ mod tests {
     fn check(
         history: &History,
         user_id: &str,
-        after_id: u64,
-        gap: Option<(u64, u64)>,
-        ids: &[u64],
+        last_seen: LastSeen,
+        expected_gap: Option<(Option<u64>, u64)>,
+        expected_ids: &[u64],
     ) {
-        let replay = history.replay(user_id, after_id);
-        let replayed: Vec<u64> = replay.events.iter().map(|event| event.id).collect();
-        assert_eq!((replay.gap, replayed.as_slice()), (gap, ids));
+        let replay = history.replay(user_id, last_seen);
+        let ids: Vec<u64> = replay.events.iter().map(|event| event.id.ms).collect();
+        let gap = replay
+            .gap
+            .map(|gap| (gap.after.map(|after| after.ms), gap.to.ms));
+        assert_eq!((gap, ids.as_slice()), (expected_gap, expected_ids));
     }
 
     #[test]
-    fn ids_count_up_from_one() {
-        let mut history = History::new(10);
-        assert_eq!(history.last_id(), 0);
-        assert_eq!(history.push(Target::All, None, "a").id, 1);
-        assert_eq!(history.push(Target::All, None, "b").id, 2);
-        assert_eq!(history.last_id(), 2);
+    fn ids_start_above_the_floor_and_increase() {
+        let mut history = History::new(10, START_MS);
+        assert_eq!(history.last_id(), id(START_MS));
+        assert_eq!(
+            history.push(Target::All, None, "a", 1000).id,
+            EventId::new(1000, 1)
+        );
+        assert_eq!(
+            history.push(Target::All, None, "b", 1000).id,
+            EventId::new(1000, 2)
+        );
+        assert_eq!(history.push(Target::All, None, "c", 1500).id, id(1500));
+        assert_eq!(history.last_id(), id(1500));
     }
 
     #[test]
     fn stored_frame_is_the_encoded_event() {
-        let mut history = History::new(10);
-        let event = history.push(Target::All, Some("chat"), "hi");
-        assert_eq!(event.frame, b"id: 1\nevent: chat\ndata: hi\n\n");
+        let mut history = History::new(10, START_MS);
+        let event = history.push(Target::All, Some("chat"), "hi", 1234);
+        assert_eq!(event.frame, b"id: 1234-0\nevent: chat\ndata: hi\n\n");
     }
 
     #[test]
     fn replay_has_own_events_and_broadcasts_in_order() {
-        let history = history(10, &[user("a"), user("b"), Target::All, user("a")]);
-        check(&history, "a", 0, None, &[1, 3, 4]);
-        check(&history, "a", 1, None, &[3, 4]);
-        check(&history, "b", 0, None, &[2, 3]);
-        check(&history, "c", 0, None, &[3]);
+        let history = history(
+            10,
+            &[
+                Target::user("a"),
+                Target::user("b"),
+                Target::All,
+                Target::user("a"),
+            ],
+        );
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(START_MS)),
+            None,
+            &[2000, 2002, 2003],
+        );
+        check(&history, "a", LastSeen::Id(id(2000)), None, &[2002, 2003]);
+        check(
+            &history,
+            "b",
+            LastSeen::Id(id(START_MS)),
+            None,
+            &[2001, 2002],
+        );
+        check(&history, "c", LastSeen::Id(id(START_MS)), None, &[2002]);
     }
 
     #[test]
     fn nothing_to_replay_when_up_to_date() {
         let history = history(10, &[Target::All, Target::All]);
-        check(&history, "a", 2, None, &[]);
+        check(&history, "a", LastSeen::Id(id(2001)), None, &[]);
     }
 
     #[test]
-    fn ids_from_an_earlier_run_replay_nothing() {
+    fn a_fresh_run_owes_nothing_to_a_client_at_its_floor() {
+        let history = History::new(10, START_MS);
+        check(&history, "a", LastSeen::Id(id(START_MS)), None, &[]);
+    }
+
+    #[test]
+    fn ids_from_an_earlier_run_get_a_gap_and_everything_held() {
+        let history = history(10, &[Target::All, Target::user("b")]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(500)),
+            Some((Some(500), START_MS)),
+            &[2000],
+        );
+        check(
+            &history,
+            "b",
+            LastSeen::Id(EventId::new(999, 7)),
+            Some((Some(999), START_MS)),
+            &[2000, 2001],
+        );
+    }
+
+    #[test]
+    fn ids_from_the_future_and_unreadable_ids_get_a_gap_too() {
         let history = history(10, &[Target::All]);
-        check(&history, "a", 500, None, &[]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(9999)),
+            Some((Some(9999), START_MS)),
+            &[2000],
+        );
+        check(
+            &history,
+            "a",
+            LastSeen::Unreadable,
+            Some((None, START_MS)),
+            &[2000],
+        );
     }
 
     #[test]
     fn evicted_events_are_reported_as_a_gap() {
         let history = history(2, &[Target::All, Target::All, Target::All, Target::All]);
-        check(&history, "a", 0, Some((1, 2)), &[3, 4]);
-        check(&history, "a", 1, Some((2, 2)), &[3, 4]);
-        check(&history, "a", 2, None, &[3, 4]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(START_MS)),
+            Some((Some(START_MS), 2001)),
+            &[2002, 2003],
+        );
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(2000)),
+            Some((Some(2000), 2001)),
+            &[2002, 2003],
+        );
+        check(&history, "a", LastSeen::Id(id(2001)), None, &[2002, 2003]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(7)),
+            Some((Some(7), 2001)),
+            &[2002, 2003],
+        );
     }
 
     #[test]
     fn the_byte_limit_evicts_too() {
-        // Each frame `id: N\ndata: x\n\n` is 16 bytes: room for two.
-        let mut history = History::with_limits(10, 40);
-        for _ in 0..4 {
-            history.push(Target::All, None, "x");
+        // Each event's footprint is its 18-byte frame plus the overhead:
+        // room for two.
+        let one = StoredEvent::new(id(2000), Target::All, None, "x").footprint();
+        let mut history = History::with_limits(10, 2 * one + 1, START_MS);
+        for ms in 2000..2004 {
+            history.push(Target::All, None, "x", ms);
         }
-        check(&history, "a", 0, Some((1, 2)), &[3, 4]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(START_MS)),
+            Some((Some(START_MS), 2001)),
+            &[2002, 2003],
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_counts_the_user_id_and_bookkeeping() {
+        // 1-byte events to a 128-byte user: far more than their payload.
+        let user = "u".repeat(128);
+        let mut history = History::with_limits(100_000, 100_000, START_MS);
+        for ms in 2000..3000 {
+            history.push(Target::user(&user), None, "x", ms);
+        }
+        let held = history.retained_after(&user, id(START_MS)).len();
+        assert!(held * (128 + 18) < 100_000, "held {held}");
+        assert!(held * 300 < 100_000, "held {held}: bookkeeping not counted");
     }
 
     #[test]
     fn zero_capacity_keeps_nothing() {
         let history = history(0, &[Target::All, Target::All]);
-        check(&history, "a", 0, Some((1, 2)), &[]);
+        check(
+            &history,
+            "a",
+            LastSeen::Id(id(START_MS)),
+            Some((Some(START_MS), 2001)),
+            &[],
+        );
     }
 }

@@ -34,10 +34,13 @@
 //! - Nothing a client sends is `unwrap`ped.
 
 pub mod config;
+pub mod connection;
+pub mod event;
 pub mod history;
 pub mod json;
 pub mod limits;
 pub mod log;
+pub mod net;
 pub mod publish;
 pub mod redis;
 pub mod registry;
@@ -47,4 +50,5 @@ pub mod response;
 pub mod route;
 pub mod server;
 pub mod sse;
+pub mod state;
 pub mod stream;

@@ -1,8 +1,12 @@
-//! Every limit and timeout in one place.
+//! Every limit and timeout a client or an operator can run into, in one
+//! place.
 //!
 //! Each constant names its unit and says what a client sees when it is
-//! crossed. Those marked "default" can be changed by the flag they name; the
-//! README's "Limits and timeouts" table is a copy of this file.
+//! crossed. Those marked "default" can be changed by the flag they name.
+//! The README's "Limits and timeouts" table lists every constant of this
+//! file with its value, and a test (`tests/readme.rs`) fails when the two
+//! disagree. Tuning constants that no client can observe (buffer sizes, the
+//! timer's precision tricks) live next to the code they tune.
 
 use std::time::Duration;
 
@@ -15,8 +19,9 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const MAX_HEADER_COUNT: usize = 64;
 
 /// Time a client has to send its complete request head, counted from when
-/// its thread starts reading: `408 Request Timeout` and a close past it. This is what cuts off a
-/// Slowloris client that sends one byte at a time.
+/// its connection thread starts reading (right after accept, unless the
+/// machine is overloaded): `408 Request Timeout` and a close past it. This
+/// is what cuts off a Slowloris client that sends one byte at a time.
 pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest body of `POST /send/…` and `POST /broadcast`: `413 Content Too
@@ -32,9 +37,11 @@ pub const MAX_USER_ID_BYTES: usize = 128;
 /// Longest `?event=` name: `400` past it.
 pub const MAX_EVENT_NAME_BYTES: usize = 64;
 
-/// Default time a write to a client may block (flag `--write-timeout`). A
-/// client whose socket cannot take a frame in that time is dropped and logged
-/// with `reason=stalled`.
+/// Default time a stream's own thread waits for its client to take what is
+/// written to it: one frame, a backlog of pushed events, or the whole start
+/// of the stream (head and replay) together (flag `--write-timeout`). A
+/// client that cannot take it in that time is dropped and logged with
+/// `reason=stalled`.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default time between timer frames (flag `--interval`), as in the original.
@@ -52,20 +59,23 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 /// server restart does not bring every browser back in the same millisecond.
 pub const RETRY_JITTER_MS: u64 = 1000;
 
-/// `retry:` sent with the "server is full" answer: come back in a few seconds.
-pub const FULL_RETRY: Duration = Duration::from_secs(5);
+/// The SSE `retry:` field of the "server is full" answer to a stream
+/// request: the browser comes back in a few seconds.
+pub const SERVER_FULL_SSE_RETRY: Duration = Duration::from_secs(5);
 
-/// `Retry-After` (seconds) of a `503` for a non-stream request while full.
-pub const FULL_RETRY_AFTER_SECS: u64 = 5;
+/// The HTTP `Retry-After` header (seconds) of a `503` while full.
+pub const SERVER_FULL_RETRY_AFTER_SECS: u64 = 5;
 
 /// Default number of pushed events kept for `Last-Event-ID` replay (flag
 /// `--history`).
 pub const DEFAULT_HISTORY: usize = 1000;
 
-/// Most bytes of encoded events kept in history, whatever `--history` says:
-/// a 64 KiB body of line breaks encodes to about 7 times that, and every
-/// reconnecting client may ask for all of it. Older events are evicted
-/// (and reported as a `gap`).
+/// Most bytes history may hold, whatever `--history` says, counting what
+/// each event really costs: its encoded frame, its userId and about 160
+/// bytes of bookkeeping (`event::EVENT_OVERHEAD_BYTES`). A 64 KiB body of
+/// line breaks encodes to about 7 times that, and 80,000 one-byte events
+/// to a long userId are mostly bookkeeping. Older events are evicted (and
+/// reported as a `gap`).
 pub const MAX_HISTORY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes a client may send after its stream request (it has no reason to
@@ -93,11 +103,17 @@ pub const MAPPING_MARGIN: usize = 1024;
 pub const FALLBACK_MAX_CLIENTS: usize = 1000;
 
 /// Connection threads allowed beyond `--max-clients`, so an overloaded server
-/// can still read a request and answer it properly: plain requests are
-/// served in the first half and get `503` past it; stream requests get `200`,
-/// `retry:` and a close in all of it. Past the whole headroom the accept
-/// loop answers `503` itself without spawning a thread.
+/// can still read a request and answer it properly. Stream requests get
+/// `200`, `retry:` and a close anywhere in it (a browser gives up for good on
+/// a `503`). Past the whole headroom the accept loop answers `503` itself,
+/// before reading the request, so it cannot tell streams apart: only there
+/// can a browser get a `503` (see `state::Admission`).
 pub const OVERLOAD_HEADROOM: usize = 64;
+
+/// The part of [`OVERLOAD_HEADROOM`] that plain requests (`/users`,
+/// publishing, the demo page) may use; past it they get `503`. The rest is
+/// kept for telling stream clients to come back.
+pub const PLAIN_REQUEST_HEADROOM: usize = 32;
 
 /// Stack size of each connection thread. The deepest path (parse, route,
 /// format a reply, a debug build's unoptimised frames) uses well under half of
@@ -122,3 +138,19 @@ pub const FAREWELL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long a graceful shutdown waits for connection threads to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The shortest `--interval` and `--heartbeat`: the socket timeouts that
+/// time them are served by the kernel's timer wheel, which fires a few ms
+/// late, so below this frames would silently be skipped. Exit 2 below it.
+pub const MIN_PERIOD: Duration = Duration::from_millis(10);
+
+/// The most a publisher waits on one subscriber's full socket. What does
+/// not fit in that time stays queued for the stream's own thread, which
+/// waits up to `--write-timeout` for it. So a publish is never held up by a
+/// subscriber that stopped reading for longer than one slice per target
+/// whose socket filled up during that very publish.
+pub const WRITE_SLICE: Duration = Duration::from_millis(10);
+
+/// Most bytes of pushed events queued for one stream and not yet taken by
+/// its client: a stream further behind is ended with `reason=stalled`.
+pub const MAX_OUTBOX_BYTES: usize = 1024 * 1024;

@@ -17,26 +17,35 @@
 //! client we target (curl, `fetch`, forms) sends `Content-Length` for a
 //! body it has in full.
 //!
-//! Delivery: publishers take turns (one lock), so every stream receives
-//! pushed events in id order. The registry lock is held only to clone the
-//! list of target connections; the writes happen after, each bounded by the
-//! write timeout. A stream that cannot take the event in time is ended
-//! (`reason=stalled`) and skipped from then on, so a stalled subscriber
-//! delays a publisher at most once, by `--write-timeout`.
+//! Delivery: a publisher holds the event log's lock (see `state.rs`) only
+//! while it gives the event its id, keeps it in history and queues it on
+//! every target stream's outbox; nothing is written under it. Then it
+//! flushes each target it queued on (see `connection.rs`): it writes only
+//! to streams nobody else is writing to, and spends at most one
+//! `WRITE_SLICE` (10 ms) on a stream whose socket is full; what did not fit
+//! stays queued for that stream's own thread. So the worst case of a
+//! publish is one slice for each target whose socket filled up during it
+//! (12 subscribers that stopped reading: about 120 ms, once; after that
+//! their outbox is behind and publishers do not touch their sockets at
+//! all), not one write timeout per stalled subscriber, and a publish to
+//! one healthy user is never held up by anyone else.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::history::Target;
+use crate::connection::Connection;
+use crate::event::{EventId, StoredEvent, Target};
+use crate::history::History;
 use crate::json;
 use crate::limits::{BODY_READ_TIMEOUT, MAX_BODY_BYTES};
 use crate::log;
-use crate::registry::Connection;
+use crate::net::{is_timeout, read_with_timeout};
+use crate::registry::now_ms;
 use crate::request::{Request, Version};
 use crate::response::Reply;
-use crate::server::{is_timeout, read_with_timeout, Shared};
+use crate::state::Shared;
 
 /// Broadcasts to at least this many streams are written by several threads.
 const PARALLEL_DELIVERY_MIN: usize = 512;
@@ -68,23 +77,31 @@ pub fn handle(
         Err(_) => return Reply::text(400, "body is not utf-8"),
     };
     let (id, delivered) = publish(shared, target, event.as_deref(), &text);
-    Reply::json(202, format!("{{\"id\":{id},\"delivered\":{delivered}}}"))
+    Reply::json(
+        202,
+        format!("{{\"id\":\"{id}\",\"delivered\":{delivered}}}"),
+    )
 }
 
-/// Pushes one event: gives it an id, keeps it in history, writes it to every
-/// open stream it is meant for. Returns the id and the number of streams
-/// written to.
-pub fn publish(shared: &Shared, target: Target, event: Option<&str>, data: &str) -> (u64, usize) {
-    let _turn = shared.lock_publishing();
-    let stored = shared.lock_history().push(target, event, data);
-    let connections = match &stored.target {
-        Target::User(user_id) => shared.registry.connections_of(user_id),
-        Target::All => shared.registry.all_connections(),
-    };
+/// Pushes one event: gives it an id, keeps it in history, queues it on
+/// every open stream it is meant for and flushes them. Returns the id and
+/// `delivered`: the number of streams it was queued on. Each of them writes
+/// it, in id order, unless it ends first.
+pub fn publish(
+    shared: &Shared,
+    target: Target,
+    event: Option<&str>,
+    data: &str,
+) -> (EventId, usize) {
     let started = Instant::now();
-    let delivered = deliver_each(&connections, |connection| {
-        matches!(connection.send_pushed(stored.id, &stored.frame), Ok(true))
-    });
+    let (stored, queued) = {
+        let mut events = shared.lock_events();
+        let stored = events.push(target, event, data, now_ms());
+        let queued = queue_on_targets(shared, &events, &stored);
+        (stored, queued)
+    };
+    let delivered = queued.delivered;
+    spread_over_threads(&queued.to_flush, |connection| connection.flush());
     let target_text = match &stored.target {
         Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
         Target::All => "all".to_string(),
@@ -99,36 +116,75 @@ pub fn publish(shared: &Shared, target: Target, event: Option<&str>, data: &str)
     (stored.id, delivered)
 }
 
-/// Runs `write` for every connection and counts the `true`s. Large lists are
-/// split over one thread per core, so a broadcast to thousands of streams
-/// uses every core and one slow stream holds up only its share.
-pub fn deliver_each(
-    connections: &[Arc<Connection>],
-    write: impl Fn(&Connection) -> bool + Sync,
-) -> usize {
-    let count_chunk = |chunk: &[Arc<Connection>]| chunk.iter().filter(|c| write(c)).count();
+/// Hands an event that already has its id (from another event log, such
+/// as cluster mode's) to the local streams it is meant for, through the
+/// same queues and flushes as [`publish`]. Returns `delivered`.
+pub fn deliver(shared: &Shared, stored: &Arc<StoredEvent>) -> usize {
+    let queued = {
+        let events = shared.lock_events();
+        queue_on_targets(shared, &events, stored)
+    };
+    spread_over_threads(&queued.to_flush, |connection| connection.flush());
+    queued.delivered
+}
+
+/// What queueing an event found.
+struct Queued {
+    /// Streams it was queued on.
+    delivered: usize,
+    /// Those whose outbox was empty before: this publisher flushes them.
+    /// (A non-empty outbox is being written by someone else, or is behind
+    /// and waits for its own thread.)
+    to_flush: Vec<Arc<Connection>>,
+}
+
+/// Queues `stored` on every stream it is meant for. The caller holds the
+/// event log's lock (`_order`), so every outbox gets events in id order and
+/// a stream registering meanwhile gets this event either by replay or here,
+/// never both and never neither.
+fn queue_on_targets(shared: &Shared, _order: &History, stored: &Arc<StoredEvent>) -> Queued {
+    let connections = match &stored.target {
+        Target::User(user_id) => shared.registry.connections_of(user_id),
+        Target::All => shared.registry.all_connections(),
+    };
+    let mut queued = Queued {
+        delivered: 0,
+        to_flush: Vec::new(),
+    };
+    for connection in connections {
+        match connection.enqueue(stored) {
+            Ok(true) => {
+                queued.delivered += 1;
+                queued.to_flush.push(connection);
+            }
+            Ok(false) => queued.delivered += 1,
+            Err(_) => {}
+        }
+    }
+    queued
+}
+
+/// Runs `work` for every connection. Long lists are split over one thread
+/// per core, so a broadcast to thousands of streams uses every core.
+pub fn spread_over_threads(connections: &[Arc<Connection>], work: impl Fn(&Connection) + Sync) {
+    let run_chunk = |chunk: &[Arc<Connection>]| chunk.iter().for_each(|c| work(c));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     if connections.len() < PARALLEL_DELIVERY_MIN || workers == 1 {
-        return count_chunk(connections);
+        return run_chunk(connections);
     }
     let chunk_size = connections.len().div_ceil(workers);
     std::thread::scope(|scope| {
-        let mut written = 0;
-        let mut handles = Vec::new();
         for chunk in connections.chunks(chunk_size) {
-            // No thread to be had (the server is at its limits): write this
+            // No thread to be had (the server is at its limits): do this
             // share here instead of panicking like `scope.spawn` would.
-            match std::thread::Builder::new().spawn_scoped(scope, move || count_chunk(chunk)) {
-                Ok(handle) => handles.push(handle),
-                Err(_) => written += count_chunk(chunk),
+            if std::thread::Builder::new()
+                .spawn_scoped(scope, move || run_chunk(chunk))
+                .is_err()
+            {
+                run_chunk(chunk);
             }
         }
-        written
-            + handles
-                .into_iter()
-                .map(|handle| handle.join().unwrap_or(0))
-                .sum::<usize>()
-    })
+    });
 }
 
 /// Who may publish: with a token, whoever sends `Authorization: Bearer
@@ -172,12 +228,12 @@ pub fn body_length(request: &Request) -> Result<usize, Reply> {
     let transfer_codings: Vec<&str> = request
         .headers_named("Transfer-Encoding")
         .flat_map(|value| value.split(','))
-        .map(str::trim)
+        .map(trim_ows)
         .collect();
     let mut lengths = request
         .headers_named("Content-Length")
         .flat_map(|value| value.split(','))
-        .map(str::trim);
+        .map(trim_ows);
     let first = lengths.next();
     if let Some(last_coding) = transfer_codings.last() {
         // §6.3 item 3: with both headers the message is suspect; item 4: a
@@ -203,6 +259,12 @@ pub fn body_length(request: &Request) -> Result<usize, Reply> {
         Ok(length) if length <= MAX_BODY_BYTES => Ok(length),
         _ => Err(Reply::text(413, "body too large (at most 64 KiB)")),
     }
+}
+
+/// Trims optional whitespace, which is spaces and tabs only (RFC 9110
+/// §5.6.3); `str::trim` would also take a non-breaking space or U+3000.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 /// Reads exactly `length` body bytes, starting with those that arrived with
@@ -286,6 +348,11 @@ mod tests {
         check_length("Content-Length: -1\r\n", Err(400));
         check_length("Content-Length: 0x10\r\n", Err(400));
         check_length("Content-Length: \r\n", Err(400));
+        check_length("Content-Length: \t5 \r\n", Ok(5));
+        check_length("Content-Length: 5,\t5\r\n", Ok(5));
+        check_length("Content-Length: \u{a0}5\r\n", Err(400));
+        check_length("Content-Length: 5\u{85}\r\n", Err(400));
+        check_length("Content-Length: \u{3000}5\r\n", Err(400));
         check_length("Content-Length: 65537\r\n", Err(413));
         check_length("Content-Length: 99999999999999999999999\r\n", Err(413));
     }

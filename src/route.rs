@@ -12,6 +12,7 @@
 //! | POST        | `/send/{userId}`   | push the body to one user      |
 //! | POST        | `/broadcast`       | push the body to everyone      |
 
+use crate::event::LastSeen;
 use crate::limits::{MAX_EVENT_NAME_BYTES, MAX_USER_ID_BYTES};
 use crate::request::Method;
 
@@ -51,6 +52,8 @@ pub enum RouteError {
     BadUserId,
     /// Occurs when `?event=` is not 1–64 letters, digits, `-`, `_` or `.`.
     BadEventName,
+    /// Occurs when `?event=` names one of [`RESERVED_EVENT_NAMES`].
+    ReservedEventName,
 }
 
 impl RouteError {
@@ -60,9 +63,10 @@ impl RouteError {
             RouteError::NotFound => 404,
             RouteError::MethodNotAllowed { .. } => 405,
             RouteError::NotImplemented => 501,
-            RouteError::BadPercentEncoding | RouteError::BadUserId | RouteError::BadEventName => {
-                400
-            }
+            RouteError::BadPercentEncoding
+            | RouteError::BadUserId
+            | RouteError::BadEventName
+            | RouteError::ReservedEventName => 400,
         }
     }
 
@@ -75,6 +79,7 @@ impl RouteError {
             RouteError::BadPercentEncoding => "invalid percent-encoding",
             RouteError::BadUserId => "invalid userId",
             RouteError::BadEventName => "invalid event name",
+            RouteError::ReservedEventName => "reserved event name",
         }
     }
 }
@@ -154,25 +159,36 @@ fn parse_event_name(query: Option<&str>) -> Result<Option<String>, RouteError> {
         && name
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
-    if valid {
-        Ok(Some(name))
-    } else {
+    if !valid {
         Err(RouteError::BadEventName)
+    } else if RESERVED_EVENT_NAMES.contains(&name.as_str()) {
+        Err(RouteError::ReservedEventName)
+    } else {
+        Ok(Some(name))
     }
 }
 
+/// Event types a publisher may not use: `gap` and `shutdown` are the
+/// server's own signals (the demo page acts on them), and `open` and
+/// `error` are the events `EventSource` itself fires (WHATWG §9.2.2), so a
+/// pushed one would reach the page's `onopen`/`onerror` handlers.
+pub const RESERVED_EVENT_NAMES: [&str; 4] = ["gap", "shutdown", "open", "error"];
+
 /// The id to resume after: the `Last-Event-ID` header a reconnecting browser
-/// sends (WHATWG HTML §9.2.4), else `?lastEventId=N`, which a page can put on
-/// a brand-new `EventSource` (browsers cannot set headers on it). Ids that are
-/// not numbers were not issued by us and are ignored.
-pub fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option<u64> {
-    if let Some(id) = header.and_then(|value| value.trim().parse().ok()) {
-        return Some(id);
+/// sends (WHATWG HTML §9.2.4), else `?lastEventId=ID`, which a page can put
+/// on a brand-new `EventSource` (browsers cannot set headers on it). `None`
+/// when the client sent neither; an id that is not ours is
+/// [`LastSeen::Unreadable`] (it gets a `gap` and all history holds).
+pub fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option<LastSeen> {
+    let header = header.map(|value| value.trim_matches([' ', '\t']));
+    if let Some(value) = header.filter(|value| !value.is_empty()) {
+        return Some(LastSeen::parse(value));
     }
-    query_param(query, "lastEventId")
-        .ok()
-        .flatten()
-        .and_then(|value| value.parse().ok())
+    match query_param(query, "lastEventId") {
+        Ok(Some(value)) => Some(LastSeen::parse(&value)),
+        Ok(None) => None,
+        Err(_) => Some(LastSeen::Unreadable),
+    }
 }
 
 /// The first value of `name` in an `application/x-www-form-urlencoded`
@@ -337,15 +353,45 @@ mod tests {
             &format!("/broadcast?event={too_long}"),
             Err(RouteError::BadEventName),
         );
+        for reserved in RESERVED_EVENT_NAMES {
+            check(
+                Method::Post,
+                &format!("/broadcast?event={reserved}"),
+                Err(RouteError::ReservedEventName),
+            );
+        }
+        check(
+            Method::Post,
+            "/send/bob?event=Gap",
+            Ok(Route::Send {
+                user_id: "bob".into(),
+                event: Some("Gap".into()),
+            }),
+        );
     }
 
     #[test]
     fn last_event_id_prefers_the_header() {
-        assert_eq!(last_event_id(Some("7"), Some("lastEventId=3")), Some(7));
-        assert_eq!(last_event_id(None, Some("a=1&lastEventId=3")), Some(3));
-        assert_eq!(last_event_id(Some("abc"), Some("lastEventId=3")), Some(3));
-        assert_eq!(last_event_id(Some(" 9 "), None), Some(9));
-        assert_eq!(last_event_id(None, Some("lastEventId=x")), None);
+        let id = |ms, seq| Some(LastSeen::Id(crate::event::EventId::new(ms, seq)));
+        assert_eq!(
+            last_event_id(Some("7-1"), Some("lastEventId=3-0")),
+            id(7, 1)
+        );
+        assert_eq!(last_event_id(None, Some("a=1&lastEventId=3-2")), id(3, 2));
+        assert_eq!(
+            last_event_id(Some("abc"), Some("lastEventId=3")),
+            Some(LastSeen::Unreadable)
+        );
+        assert_eq!(last_event_id(Some(" 9 "), None), id(9, 0));
+        assert_eq!(last_event_id(Some(""), Some("lastEventId=4")), id(4, 0));
+        assert_eq!(
+            last_event_id(None, Some("lastEventId=x")),
+            Some(LastSeen::Unreadable)
+        );
+        assert_eq!(
+            last_event_id(None, Some("lastEventId=%zz")),
+            Some(LastSeen::Unreadable)
+        );
         assert_eq!(last_event_id(None, None), None);
     }
 

@@ -14,94 +14,31 @@
 //! thread's life, and browsers open a new connection for each `EventSource`
 //! anyway.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::history::{History, Target};
+use crate::event::Target;
 use crate::json;
 use crate::limits::{
-    ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, FULL_RETRY_AFTER_SECS, HEAD_READ_TIMEOUT,
-    LINGER_TIMEOUT, MAX_HEAD_BYTES, MAX_LINGER_BYTES, OVERLOAD_HEADROOM, SHUTDOWN_GRACE,
+    ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, HEAD_READ_TIMEOUT, MAX_HEAD_BYTES,
+    SERVER_FULL_RETRY_AFTER_SECS, SHUTDOWN_GRACE,
 };
 use crate::log;
+use crate::net::{finish_reply, is_timeout, read_with_timeout};
 use crate::publish;
-use crate::registry::Registry;
 use crate::request::{self, Method, Parse, Request, RequestError};
 use crate::response::Reply;
 use crate::route::{self, Route};
 use crate::sse;
+use crate::state::{Admission, Shared};
 use crate::stream;
 
 /// The demo page served at `GET /`.
 pub const DEMO_PAGE: &str = include_str!("demo.html");
-
-/// State shared by every connection thread.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    /// Most concurrent streams (from `--max-clients` or the open-file limit).
-    pub max_clients: usize,
-    pub registry: Registry,
-    history: Mutex<History>,
-    /// Publishers take turns, so every stream gets pushed events in id order.
-    publishing: Mutex<()>,
-    /// When the server started; ticks fall on multiples of the interval
-    /// since then.
-    pub started: Instant,
-    shutting_down: AtomicBool,
-    /// Every connection whose thread is alive, by connection id: the
-    /// thread count for the limits, and the sockets a shutdown must close.
-    live: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    next_connection_id: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(config: Config, max_clients: usize) -> Shared {
-        Shared {
-            history: Mutex::new(History::new(config.history)),
-            config,
-            max_clients,
-            registry: Registry::new(),
-            publishing: Mutex::new(()),
-            started: Instant::now(),
-            shutting_down: AtomicBool::new(false),
-            live: Mutex::new(HashMap::new()),
-            next_connection_id: AtomicU64::new(1),
-        }
-    }
-
-    pub fn lock_history(&self) -> MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn lock_publishing(&self) -> MutexGuard<'_, ()> {
-        self.publishing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Number of connection threads alive right now.
-    pub fn live_connections(&self) -> usize {
-        self.lock_live().len()
-    }
-
-    /// Whether a request that is not a stream must be refused with `503`:
-    /// the streams are at their limit and half the headroom is in use too
-    /// (the other half stays free to tell stream clients to come back).
-    fn plain_requests_full(&self) -> bool {
-        self.live_connections() > self.max_clients + OVERLOAD_HEADROOM / 2
-    }
-
-    fn lock_live(&self) -> MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// A bound listener and the shared state: call [`Server::run`].
 #[derive(Debug)]
@@ -147,7 +84,7 @@ impl Server {
     pub fn run(self) -> usize {
         let mut failures_in_burst = 0u64;
         for incoming in self.listener.incoming() {
-            if self.shared.shutting_down.load(Ordering::Acquire) {
+            if self.shared.is_shutting_down() {
                 break;
             }
             match incoming {
@@ -172,7 +109,7 @@ impl ShutdownHandle {
     /// Sets the flag, then wakes the accept loop (blocked in `accept`) by
     /// connecting to it once.
     pub fn shutdown(&self) {
-        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.request_shutdown();
         let _ = TcpStream::connect_timeout(&self.wake_address, Duration::from_secs(1));
     }
 }
@@ -194,20 +131,15 @@ fn backoff_after_accept_error(error: &io::Error, failures_in_burst: u64) {
 /// Starts the thread for one accepted connection, or answers `503` right
 /// away if even the overload headroom is used up.
 fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
-    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_connection_id();
     let peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return, // already gone
     };
     let stream = Arc::new(stream);
-    {
-        let mut live = shared.lock_live();
-        if live.len() >= shared.max_clients + OVERLOAD_HEADROOM {
-            drop(live);
-            refuse_without_thread(&stream, id, peer, "too many connections");
-            return;
-        }
-        live.insert(id, Arc::clone(&stream));
+    if !shared.admit(id, &stream) {
+        refuse_without_thread(&stream, id, peer, "too many connections");
+        return;
     }
     let thread_shared = Arc::clone(shared);
     let thread_stream = Arc::clone(&stream);
@@ -216,7 +148,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
         .stack_size(CONNECTION_STACK_BYTES)
         .spawn(move || handle_connection(&thread_shared, id, thread_stream, peer));
     if spawned.is_err() {
-        shared.lock_live().remove(&id);
+        shared.release(id);
         refuse_without_thread(&stream, id, peer, "cannot start a thread");
     }
 }
@@ -250,7 +182,7 @@ struct LiveGuard<'a> {
 
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
-        self.shared.lock_live().remove(&self.id);
+        self.shared.release(self.id);
     }
 }
 
@@ -292,7 +224,8 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
     };
     // 3. Refuse plain requests when the server is full; streams are told
     //    to come back by `stream.rs`.
-    if !matches!(route, Route::Stream { .. }) && shared.plain_requests_full() {
+    let streams_only = shared.admission(shared.live_connections()) != Admission::Serve;
+    if !matches!(route, Route::Stream { .. }) && streams_only {
         return reject(&client, server_full_reply(), head_only);
     }
     // 4. Answer.
@@ -306,7 +239,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         head_only: false,
     } = route
     {
-        let last_event_id =
+        let last_seen =
             route::last_event_id(request.header("Last-Event-ID"), request.query.as_deref());
         // A stream keeps nothing of its request: the head and any pipelined
         // bytes after it are freed before the long wait begins.
@@ -317,7 +250,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
             &client.stream,
             client.peer,
             user_id,
-            last_event_id,
+            last_seen,
         );
     }
     // Bytes after the head are the start of a publisher's body.
@@ -341,7 +274,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         }
         Route::Demo { .. } => Reply::html(DEMO_PAGE),
         Route::Users { .. } => users_reply(shared),
-        Route::Send { user_id, event } => publish(Target::User(user_id), event),
+        Route::Send { user_id, event } => publish(Target::user(&user_id), event),
         Route::Broadcast { event } => publish(Target::All, event),
     };
     let head_only = request.method == Method::Head;
@@ -365,7 +298,8 @@ fn log_reply(client: &Client, request: &Request, status: u16) {
 
 /// `503 Service Unavailable` with `Retry-After`.
 fn server_full_reply() -> Reply {
-    Reply::text(503, "server is full").with_header("Retry-After", FULL_RETRY_AFTER_SECS.to_string())
+    Reply::text(503, "server is full")
+        .with_header("Retry-After", SERVER_FULL_RETRY_AFTER_SECS.to_string())
 }
 
 /// `GET /users`: counts, and each user with its number of streams.
@@ -448,25 +382,6 @@ fn read_head(stream: &TcpStream) -> Result<(Request, Vec<u8>), HeadFailure> {
     }
 }
 
-/// One `read` that gives up after `timeout`.
-pub fn read_with_timeout(
-    stream: &TcpStream,
-    buffer: &mut [u8],
-    timeout: Duration,
-) -> io::Result<usize> {
-    stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-    (&*stream).read(buffer)
-}
-
-/// `WouldBlock` and `TimedOut` both mean a timeout: std documents that
-/// platforms differ.
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 fn answer_head_failure(client: &Client, failure: HeadFailure) {
     match failure {
         HeadFailure::Invalid(error) => {
@@ -499,42 +414,14 @@ fn reject(client: &Client, reply: Reply, head_only: bool) {
     finish_reply(&client.stream, &reply.to_bytes(head_only));
 }
 
-/// Writes a final reply and closes cleanly.
-///
-/// Closing a socket that still has unread input makes the kernel send a
-/// reset, which can destroy the reply before the client reads it (RFC 9112
-/// §9.6). So: send our FIN first (`shutdown(Write)`), then read and discard
-/// what the client still sends, for a short, bounded time, and only then
-/// close ("lingering close").
-pub fn finish_reply(stream: &TcpStream, bytes: &[u8]) {
-    if (&*stream).write_all(bytes).is_err() {
-        return;
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER_TIMEOUT;
-    let mut sink = [0u8; 512];
-    let mut drained = 0;
-    while drained < MAX_LINGER_BYTES {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            break;
-        }
-        match read_with_timeout(stream, &mut sink, remaining) {
-            Ok(0) | Err(_) => break,
-            Ok(count) => drained += count,
-        }
-    }
-}
-
 /// Graceful shutdown: a farewell event to every stream, then every socket
 /// closed, then a bounded wait for the connection threads to end.
 fn close_everything(shared: &Shared) -> usize {
     let streams = shared.registry.all_connections();
-    publish::deliver_each(&streams, |connection| {
+    publish::spread_over_threads(&streams, |connection| {
         connection.send_farewell(sse::SHUTDOWN_EVENT);
-        true
     });
-    for socket in shared.lock_live().values() {
+    for socket in shared.live_sockets() {
         let _ = socket.shutdown(Shutdown::Both);
     }
     let deadline = Instant::now() + SHUTDOWN_GRACE;

@@ -31,6 +31,8 @@
 
 use std::io::Write;
 
+use std::fmt::Display;
+
 use crate::json::Quoted;
 
 /// The comment written first on every stream, as the original does: it
@@ -58,7 +60,7 @@ pub fn write_retry(out: &mut Vec<u8>, milliseconds: u64) {
 ///
 /// The userId is JSON-escaped on the way (see `json.rs`), so whatever it
 /// holds stays inside the one `data:` line.
-pub fn write_tick(out: &mut Vec<u8>, user_id: &str, users: usize, time_ms: u128) {
+pub fn write_tick(out: &mut Vec<u8>, user_id: &str, users: usize, time_ms: u64) {
     let _ = write!(
         out,
         "data: {{\"userId\":{},\"users\":{users},\"time\":{time_ms}}}\n\n",
@@ -66,14 +68,15 @@ pub fn write_tick(out: &mut Vec<u8>, user_id: &str, users: usize, time_ms: u128)
     );
 }
 
-/// Appends a pushed event: `id:`, then `event:` if given, then one `data:`
+/// Appends a pushed event: `id:` (any text without a line break: to the
+/// browser an id is an opaque string), then `event:` if given, then one `data:`
 /// line per line of `data`.
 ///
 /// A line break in `data` (CRLF, CR or LF, as WHATWG §9.2.6 reads them) starts
 /// a new `data:` line, so the browser sees the lines joined by `\n`, and no
 /// text can end the event early or inject a field. `event` must not contain a
 /// line break; `route.rs` allows only `[A-Za-z0-9._-]`.
-pub fn write_event(out: &mut Vec<u8>, id: u64, event: Option<&str>, data: &str) {
+pub fn write_event(out: &mut Vec<u8>, id: impl Display, event: Option<&str>, data: &str) {
     let _ = writeln!(out, "id: {id}");
     if let Some(event) = event {
         let _ = writeln!(out, "event: {event}");
@@ -86,14 +89,33 @@ pub fn write_event(out: &mut Vec<u8>, id: u64, event: Option<&str>, data: &str) 
     out.push(b'\n');
 }
 
+/// Appends an id-only block, `id: N` and an empty line. It sets the
+/// browser's last event id without dispatching an event (WHATWG §9.2.6:
+/// "If the data buffer is an empty string, set the data buffer and the
+/// event type buffer to the empty string and return"; the id was already
+/// stored when the `id` field was read). Every stream starts with one, so a
+/// tab that has seen no pushed event yet still reconnects with
+/// `Last-Event-ID` and gets what it missed meanwhile.
+pub fn write_id_only(out: &mut Vec<u8>, id: impl Display) {
+    let _ = write!(out, "id: {id}\n\n");
+}
+
 /// Appends the `gap` event that tells a reconnecting client that events
-/// `from..=to` were evicted from history before it could get them. Its id is
+/// after `after` up to and including `to` may have been lost: evicted from
+/// history, or published by an earlier run of the server. `after` is
+/// `None` when the client's id was not one of ours at all. The event's id is
 /// `to`, so the browser's last event id moves past the lost range.
-pub fn write_gap(out: &mut Vec<u8>, from: u64, to: u64) {
-    let _ = write!(
-        out,
-        "id: {to}\nevent: gap\ndata: {{\"from\":{from},\"to\":{to}}}\n\n"
-    );
+pub fn write_gap<Id: Display>(out: &mut Vec<u8>, after: Option<Id>, to: Id) {
+    let _ = match after {
+        Some(after) => write!(
+            out,
+            "id: {to}\nevent: gap\ndata: {{\"after\":\"{after}\",\"to\":\"{to}\"}}\n\n"
+        ),
+        None => write!(
+            out,
+            "id: {to}\nevent: gap\ndata: {{\"after\":null,\"to\":\"{to}\"}}\n\n"
+        ),
+    };
 }
 
 /// Splits on CRLF, CR or LF. Unlike `str::lines`, a lone CR is a break too and
@@ -131,7 +153,7 @@ mod tests {
 
     fn event(id: u64, name: Option<&str>, data: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        write_event(&mut out, id, name, data);
+        write_event(&mut out, format!("{id}-0"), name, data);
         out
     }
 
@@ -157,57 +179,62 @@ mod tests {
 
     #[test]
     fn single_line_event() {
-        check(event(5, None, "hi"), "id: 5\ndata: hi\n\n");
+        check(event(5, None, "hi"), "id: 5-0\ndata: hi\n\n");
     }
 
     #[test]
     fn named_event() {
         check(
             event(6, Some("chat"), "hi"),
-            "id: 6\nevent: chat\ndata: hi\n\n",
+            "id: 6-0\nevent: chat\ndata: hi\n\n",
         );
     }
 
     #[test]
     fn every_line_break_starts_a_data_line() {
-        check(event(1, None, "a\nb"), "id: 1\ndata: a\ndata: b\n\n");
-        check(event(1, None, "a\r\nb"), "id: 1\ndata: a\ndata: b\n\n");
-        check(event(1, None, "a\rb"), "id: 1\ndata: a\ndata: b\n\n");
+        check(event(1, None, "a\nb"), "id: 1-0\ndata: a\ndata: b\n\n");
+        check(event(1, None, "a\r\nb"), "id: 1-0\ndata: a\ndata: b\n\n");
+        check(event(1, None, "a\rb"), "id: 1-0\ndata: a\ndata: b\n\n");
         check(
             event(1, None, "a\n\nb"),
-            "id: 1\ndata: a\ndata: \ndata: b\n\n",
+            "id: 1-0\ndata: a\ndata: \ndata: b\n\n",
         );
-        check(event(1, None, "a\r\n"), "id: 1\ndata: a\ndata: \n\n");
+        check(event(1, None, "a\r\n"), "id: 1-0\ndata: a\ndata: \n\n");
     }
 
     #[test]
     fn injected_fields_stay_inside_data() {
         check(
             event(1, None, "x\n\nid: 99\nevent: evil"),
-            "id: 1\ndata: x\ndata: \ndata: id: 99\ndata: event: evil\n\n",
+            "id: 1-0\ndata: x\ndata: \ndata: id: 99\ndata: event: evil\n\n",
         );
     }
 
     #[test]
     fn leading_space_is_not_stripped() {
-        check(event(1, None, " padded"), "id: 1\ndata:  padded\n\n");
+        check(event(1, None, " padded"), "id: 1-0\ndata:  padded\n\n");
     }
 
     #[test]
     fn retry_and_gap() {
         let mut out = Vec::new();
         write_retry(&mut out, 3250);
-        write_gap(&mut out, 4, 9);
+        write_gap(&mut out, Some("4-0"), "9-2");
+        write_gap(&mut out, None, "9-2");
+        write_id_only(&mut out, "9-3");
         check(
             out,
-            "retry: 3250\n\nid: 9\nevent: gap\ndata: {\"from\":4,\"to\":9}\n\n",
+            "retry: 3250\n\n\
+             id: 9-2\nevent: gap\ndata: {\"after\":\"4-0\",\"to\":\"9-2\"}\n\n\
+             id: 9-2\nevent: gap\ndata: {\"after\":null,\"to\":\"9-2\"}\n\n\
+             id: 9-3\n\n",
         );
     }
 
     #[test]
     fn frames_append_to_a_reused_buffer() {
         let mut out = b":\n\n".to_vec();
-        write_event(&mut out, 2, None, "x");
-        check(out, ":\n\nid: 2\ndata: x\n\n");
+        write_event(&mut out, "2-0", None, "x");
+        check(out, ":\n\nid: 2-0\ndata: x\n\n");
     }
 }

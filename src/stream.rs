@@ -1,10 +1,11 @@
 //! The life of one event stream, on its own thread.
 //!
 //! ```text
-//! register ─▶ headers, ":\n\n", retry:, replay ─▶ loop {
-//!     wait = time until the next tick (or heartbeat)
+//! take the writer ─▶ register ─▶ headers, ":\n\n", retry:, [gap], replay, id: N ─▶ loop {
+//!     wait = time until the next tick (or heartbeat, or backlog check)
 //!     peek the socket with read timeout = wait
-//!         timeout   → write the tick frame (a failed write ends the stream)
+//!         timeout   → write what is queued, then the tick frame
+//!                     (a write that cannot finish in time ends the stream)
 //!         Ok(0)     → FIN: the client left       → reason=eof
 //!         reset     → RST: the client left       → reason=reset
 //!         Ok(n > 0) → the client sent bytes: read and discard them (bounded)
@@ -30,16 +31,20 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::connection::{Connection, EndReason, Writer};
+use crate::event::{EventId, LastSeen};
+use crate::history::Replay;
 use crate::json;
-use crate::limits::{FULL_RETRY, MAX_DISCARD_BYTES, RETRY_JITTER_MS};
+use crate::limits::{MAX_DISCARD_BYTES, RETRY_JITTER_MS, SERVER_FULL_SSE_RETRY, WRITE_SLICE};
 use crate::log;
-use crate::registry::{now_ms, Connection, Counts, EndReason, StartSnapshot};
+use crate::net::{finish_reply, is_timeout, MIN_SOCKET_TIMEOUT};
+use crate::registry::{now_ms, Registration};
 use crate::response::{stream_head, write_stream_head};
-use crate::server::{is_timeout, Shared};
 use crate::sse;
+use crate::state::Shared;
 
 /// Streams whose period (interval, else heartbeat) is longer than this get
-/// precise ticks (see [`first_stage`]).
+/// precise ticks (see [`part_to_sleep_now`]).
 const PRECISE_PERIODS_OVER: Duration = Duration::from_secs(1);
 
 /// A wait this short fires within the timer wheel's finest level (a few ms).
@@ -50,93 +55,123 @@ const FINE_WAIT: Duration = Duration::from_millis(200);
 const FRAME_BUFFER_BYTES: usize = 256;
 
 /// Serves `GET /sse/{user_id}` until the client leaves, the stream fails,
-/// or the server shuts down.
+/// or the server shuts down. `last_seen` is the client's `Last-Event-ID`
+/// (or `?lastEventId=`), if it sent one.
 pub fn serve(
     shared: &Shared,
     connection_id: u64,
     stream: &Arc<TcpStream>,
     peer: SocketAddr,
     user_id: String,
-    last_event_id: Option<u64>,
+    last_seen: Option<LastSeen>,
 ) {
-    // Replay from the client's last id, or from the newest id right now: an
-    // event published while this stream registers and starts is then
-    // delivered exactly once, by replay or live (see `Connection::send_start`).
-    let replay_after = last_event_id.unwrap_or_else(|| shared.lock_history().last_id());
-    let write_timeout = shared.config.write_timeout;
-    let connection = Connection::new(
+    let connection = Arc::new(Connection::new(
         connection_id,
         user_id,
         peer,
         Arc::clone(stream),
-        write_timeout,
-    );
-    let Some((registration, counts)) = shared.registry.register(connection, shared.max_clients)
-    else {
-        send_server_full(shared, stream, connection_id, peer);
-        return;
+        shared.config.write_timeout,
+    ));
+    // Every write from here on waits at most one slice per call; writers
+    // with more time try again until their deadline (see connection.rs).
+    let _ = stream.set_write_timeout(Some(WRITE_SLICE));
+    // 1. Take the writer before anyone can see this stream, so no publisher
+    //    writes to it before its head.
+    let mut writer = connection.writer();
+    // 2. Register and take the replay, both under the event log's lock.
+    let Some((registration, replay)) = register(shared, &connection, last_seen) else {
+        drop(writer);
+        return send_server_full(shared, stream, connection_id, peer);
     };
-    let connection = Arc::clone(&registration.connection);
+    // 3. Write the start, with one deadline for all of it. No lock but
+    //    this stream's own writer is held.
+    let mut frame = Vec::with_capacity(FRAME_BUFFER_BYTES);
+    let started = write_start(shared, &mut writer, &replay, &mut frame);
+    drop((writer, replay));
+    // 4. Live: ticks, heartbeats, and the client's disconnect.
+    let reason = match started {
+        Ok(()) => {
+            connection.flush();
+            wait_loop(shared, &connection, frame)
+        }
+        Err(reason) => reason,
+    };
+    registration.close(reason);
+}
+
+/// What a stream's start must write after its head.
+struct StartReplay {
+    replay: Replay,
+    /// The newest event id when the stream registered: it accounts for
+    /// every event up to it (by replay, or because the client did not ask),
+    /// and is queued every event after it.
+    newest: EventId,
+}
+
+/// Registers the connection and takes its replay in one hold of the event
+/// log's lock, so no event falls between the two (see `state.rs`). Logs the
+/// `open` line. `None` when `--max-clients` streams are open already.
+fn register<'a>(
+    shared: &'a Shared,
+    connection: &Arc<Connection>,
+    last_seen: Option<LastSeen>,
+) -> Option<(Registration<'a>, StartReplay)> {
+    let (registration, counts, start) = {
+        let events = shared.lock_events();
+        let (registration, counts) = shared
+            .registry
+            .register(Arc::clone(connection), shared.max_clients)?;
+        let replay = match last_seen {
+            Some(last_seen) => events.replay(&connection.user_id, last_seen),
+            None => Replay::default(),
+        };
+        let newest = events.last_id();
+        (registration, counts, StartReplay { replay, newest })
+    };
     log!(
         "open user={} conn={} users={} conns={} peer={}",
         json::Quoted(&connection.user_id),
         connection.id,
         counts.users,
         counts.connections,
-        peer
-    );
-    // One buffer for every frame this thread writes, from the headers on:
-    // no allocation per tick, and nothing left behind in the allocator's
-    // per-thread cache for the stream's whole life.
-    let mut frame = Vec::with_capacity(FRAME_BUFFER_BYTES);
-    let reason = match start(shared, &connection, replay_after, &mut frame) {
-        Ok(()) => wait_loop(shared, &connection, frame),
-        Err(reason) => reason,
-    };
-    let counts = registration.finish();
-    log_close(&connection, reason, counts);
-}
-
-/// Logs the end of a stream: `close user="alice" conn=7 users=1 conns=2
-/// reason=eof lived=12.4s peer=127.0.0.1:53412`.
-pub fn log_close(connection: &Connection, reason: EndReason, counts: Counts) {
-    log!(
-        "close user={} conn={} users={} conns={} reason={} lived={:.1}s peer={}",
-        json::Quoted(&connection.user_id),
-        connection.id,
-        counts.users,
-        counts.connections,
-        reason.as_str(),
-        connection.opened.elapsed().as_secs_f64(),
         connection.peer
     );
+    Some((registration, start))
 }
 
-/// Writes the start of the stream: status line and headers, the opening
-/// comment, `retry:`, then (a gap event and) the events after
-/// `replay_after` meant for this user. The replayed frames are shared with
-/// history, not copied, and the history lock is held only to pick them.
-fn start(
+/// Writes the start of the stream, all by one deadline: status line and
+/// headers, the opening comment, `retry:`, a `gap` event if events were
+/// lost, the replayed events (shared with history, not copied), and an
+/// id-only block with the newest id, so even a client that gets no pushed
+/// event reconnects with a `Last-Event-ID` (WHATWG §9.2.6); then whatever
+/// was queued meanwhile.
+fn write_start(
     shared: &Shared,
-    connection: &Connection,
-    replay_after: u64,
+    writer: &mut Writer<'_>,
+    start: &StartReplay,
     head: &mut Vec<u8>,
 ) -> Result<(), EndReason> {
+    let deadline = writer_deadline(shared);
     head.clear();
     write_stream_head(head, shared.config.allow_origin.as_deref());
     head.extend_from_slice(sse::OPENING_COMMENT);
-    sse::write_retry(head, jittered_ms(shared.config.retry, connection.id));
-    connection.send_start(head, |head| {
-        let history = shared.lock_history();
-        let replay = history.replay(&connection.user_id, replay_after);
-        if let Some((from, to)) = replay.gap {
-            sse::write_gap(head, from, to);
-        }
-        StartSnapshot {
-            last_id: history.last_id(),
-            replay: replay.events,
-        }
-    })
+    sse::write_retry(head, jittered_ms(shared.config.retry, now_ms()));
+    if let Some(gap) = start.replay.gap {
+        sse::write_gap(head, gap.after, gap.to);
+    }
+    writer.write_all(head, deadline)?;
+    for event in &start.replay.events {
+        writer.write_all(&event.frame, deadline)?;
+    }
+    head.clear();
+    sse::write_id_only(head, start.newest);
+    writer.write_all(head, deadline)?;
+    writer.drain_all(deadline)
+}
+
+/// The owner's deadline for one write: `--write-timeout` from now.
+fn writer_deadline(shared: &Shared) -> Instant {
+    Instant::now() + shared.config.write_timeout
 }
 
 /// The answer to a stream request over `--max-clients`. A browser's
@@ -145,24 +180,30 @@ fn start(
 /// browser comes back by itself a few seconds later.
 fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, peer: SocketAddr) {
     let mut bytes = stream_head(shared.config.allow_origin.as_deref());
-    sse::write_retry(&mut bytes, jittered_ms(FULL_RETRY, connection_id));
+    sse::write_retry(
+        &mut bytes,
+        jittered_ms(SERVER_FULL_SSE_RETRY, connection_id),
+    );
     bytes.extend_from_slice(sse::FULL_COMMENT);
     log!("reject status=200 reason=\"server full\" conn={connection_id} peer={peer}");
-    crate::server::finish_reply(stream, &bytes);
+    let _ = stream.set_write_timeout(Some(shared.config.write_timeout));
+    finish_reply(stream, &bytes);
 }
 
 /// What waiting on the socket found.
 enum Wake {
-    /// The deadline passed: time to tick or send a heartbeat.
+    /// The deadline passed: time to tick, send a heartbeat or catch up.
     Deadline,
-    /// The client sent this many bytes (now read and discarded); 0 when the
-    /// wait was merely interrupted.
+    /// The client sent this many bytes (now read and discarded).
     Data(usize),
+    /// A signal cut the wait short; nothing happened.
+    Interrupted,
     /// The stream is over.
     End(EndReason),
 }
 
-/// Ticks and heartbeats until the stream ends; returns why it ended.
+/// Ticks, heartbeats and catching up on queued events until the stream
+/// ends; returns why it ended.
 fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> EndReason {
     let interval = shared.config.interval;
     let heartbeat = shared.config.heartbeat;
@@ -170,7 +211,7 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
     let precise = interval.or(heartbeat) > Some(PRECISE_PERIODS_OVER);
     let mut discarded = 0;
     loop {
-        // 1. A tick that is due.
+        // 1. A tick that is due (it writes what is queued first).
         let now = Instant::now();
         if let (Some(tick_at), Some(every)) = (next_tick, interval) {
             if tick_at <= now {
@@ -185,25 +226,54 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         let heartbeat_in =
             heartbeat.map(|every| every.saturating_sub(connection.idle_since_last_write()));
         if heartbeat_in == Some(Duration::ZERO) {
-            if let Err(reason) = connection.send(sse::HEARTBEAT) {
+            if let Err(reason) = send_frame(shared, connection, sse::HEARTBEAT) {
                 return reason;
             }
             continue;
         }
-        // 3. Wait for whichever comes first, or for the client.
+        // 3. Wait for whichever comes first, or for the client. Publishers
+        //    cannot wake this thread, so it looks at its outbox at least
+        //    every `--write-timeout` (a stream that fell behind is caught up
+        //    or ended as stalled within two of them).
         let tick_in = next_tick.map(|tick_at| tick_at.saturating_duration_since(now));
-        let wait = [tick_in, heartbeat_in].into_iter().flatten().min();
-        match wait_for_client(connection, wait.map(|wait| first_stage(wait, precise))) {
-            Wake::Deadline => {}
+        let wait = [tick_in, heartbeat_in, Some(shared.config.write_timeout)]
+            .into_iter()
+            .flatten()
+            .min();
+        match wait_for_client(
+            connection,
+            wait.map(|wait| part_to_sleep_now(wait, precise)),
+        ) {
+            Wake::Deadline | Wake::Interrupted => {}
             Wake::Data(count) => {
                 discarded += count;
                 if discarded > MAX_DISCARD_BYTES {
-                    return connection.note_end(EndReason::ClientData);
+                    return connection.record_end(EndReason::ClientData);
                 }
             }
             Wake::End(reason) => return reason,
         }
+        // 4. Queued events a publisher could not finish: write them now.
+        if connection.has_backlog() {
+            if let Err(reason) = send_frame(shared, connection, b"") {
+                return reason;
+            }
+        }
     }
+}
+
+/// Writes what is queued, then `frame`, all within `--write-timeout`; then
+/// flushes what was queued meanwhile.
+fn send_frame(shared: &Shared, connection: &Connection, frame: &[u8]) -> Result<(), EndReason> {
+    let deadline = writer_deadline(shared);
+    let mut writer = connection.writer();
+    writer.drain_all(deadline)?;
+    if !frame.is_empty() {
+        writer.write_all(frame, deadline)?;
+    }
+    drop(writer);
+    connection.flush();
+    Ok(())
 }
 
 /// Formats the timer frame into the reused buffer and writes it; with
@@ -216,7 +286,7 @@ fn send_tick(
     frame.clear();
     let users = shared.registry.user_count();
     sse::write_tick(frame, &connection.user_id, users, now_ms());
-    connection.send(frame)?;
+    send_frame(shared, connection, frame)?;
     if shared.config.verbose {
         let user = json::Quoted(&connection.user_id);
         log!("tick user={user} conn={} users={users}", connection.id);
@@ -224,7 +294,7 @@ fn send_tick(
     Ok(())
 }
 
-/// The part of a wait to sleep in one go.
+/// The part of a wait to sleep now, in one go.
 ///
 /// Linux serves a socket timeout from its timer wheel, whose granularity
 /// grows with the timeout: a timer may fire up to 1/8 of its duration late
@@ -235,7 +305,7 @@ fn send_tick(
 /// split: each extra wakeup costs about as much CPU as writing the frame
 /// (measured: 22 instead of 15 µs per frame at a 1 s interval), to gain at
 /// most a few tens of ms.
-fn first_stage(wait: Duration, precise: bool) -> Duration {
+fn part_to_sleep_now(wait: Duration, precise: bool) -> Duration {
     if precise && wait > FINE_WAIT {
         wait - wait / 8
     } else {
@@ -247,22 +317,22 @@ fn first_stage(wait: Duration, precise: bool) -> Duration {
 /// (`None`: no deadline at all).
 fn wait_for_client(connection: &Connection, wait: Option<Duration>) -> Wake {
     let socket = connection.stream();
-    // A zero timeout means "block forever" to the OS, so wait at least 1 ms.
-    let wait = wait.map(|wait| wait.max(Duration::from_millis(1)));
+    // A zero timeout means "block forever" to the OS.
+    let wait = wait.map(|wait| wait.max(MIN_SOCKET_TIMEOUT));
     if socket.set_read_timeout(wait).is_err() {
-        return Wake::End(connection.note_end(EndReason::ReadError));
+        return Wake::End(connection.record_end(EndReason::ReadError));
     }
     let mut probe = [0u8; 1];
     match socket.peek(&mut probe) {
-        Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
+        Ok(0) => Wake::End(connection.record_end(EndReason::Eof)),
         Ok(_) => discard_input(connection),
         Err(error) if is_timeout(&error) => Wake::Deadline,
         Err(error) => match error.kind() {
-            io::ErrorKind::Interrupted => Wake::Data(0),
+            io::ErrorKind::Interrupted => Wake::Interrupted,
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                Wake::End(connection.note_end(EndReason::Reset))
+                Wake::End(connection.record_end(EndReason::Reset))
             }
-            _ => Wake::End(connection.note_end(EndReason::ReadError)),
+            _ => Wake::End(connection.record_end(EndReason::ReadError)),
         },
     }
 }
@@ -273,12 +343,15 @@ fn discard_input(connection: &Connection) -> Wake {
     let mut sink = [0u8; 512];
     let mut socket = connection.stream();
     match socket.read(&mut sink) {
-        Ok(0) => Wake::End(connection.note_end(EndReason::Eof)),
+        Ok(0) => Wake::End(connection.record_end(EndReason::Eof)),
         Ok(count) => Wake::Data(count),
         Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
-            Wake::End(connection.note_end(EndReason::Reset))
+            Wake::End(connection.record_end(EndReason::Reset))
         }
-        Err(_) => Wake::Data(0),
+        Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {
+            Wake::Interrupted
+        }
+        Err(_) => Wake::End(connection.record_end(EndReason::ReadError)),
     }
 }
 
@@ -332,10 +405,10 @@ mod tests {
     #[test]
     fn only_long_waits_of_long_periods_are_split() {
         let ms = Duration::from_millis;
-        assert_eq!(first_stage(ms(3000), true), ms(2625));
-        assert_eq!(first_stage(ms(400), true), ms(350));
-        assert_eq!(first_stage(ms(150), true), ms(150));
-        assert_eq!(first_stage(ms(3000), false), ms(3000));
+        assert_eq!(part_to_sleep_now(ms(3000), true), ms(2625));
+        assert_eq!(part_to_sleep_now(ms(400), true), ms(350));
+        assert_eq!(part_to_sleep_now(ms(150), true), ms(150));
+        assert_eq!(part_to_sleep_now(ms(3000), false), ms(3000));
     }
 
     #[test]

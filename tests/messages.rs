@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{json_number, split_response, Server};
+use common::{split_response, Server};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -29,7 +29,7 @@ fn subscribe(server: &Server, user: &str, count_before: usize) -> common::SseCli
 }
 
 /// `POST /send/{user}` reaches every stream of that user and nobody else,
-/// and answers `202 {"id":N,"delivered":K}`.
+/// and answers `202 {"id":"MS-SEQ","delivered":K}`.
 #[test]
 fn send_reaches_only_that_user() {
     let server = push_server(&[]);
@@ -38,7 +38,10 @@ fn send_reaches_only_that_user() {
     let mut bob = subscribe(&server, "bob", 0);
     let (status, _, body) = server.post("/send/alice", "hi alice");
     assert_eq!(status, 202);
-    assert_eq!(body, "{\"id\":1,\"delivered\":2}");
+    assert_eq!(
+        body,
+        format!("{{\"id\":\"{}\",\"delivered\":2}}", server.id(1))
+    );
     assert_eq!(alice_1.next_pushed(), "id: 1\ndata: hi alice\n\n");
     assert_eq!(alice_2.next_pushed(), "id: 1\ndata: hi alice\n\n");
     server.post("/broadcast", "all");
@@ -58,7 +61,11 @@ fn broadcast_reaches_everyone_with_its_type() {
         .map(|user| subscribe(&server, user, 0))
         .collect();
     let (status, _, body) = server.post("/broadcast?event=chat", "hello");
-    assert_eq!((status, body.as_str()), (202, "{\"id\":1,\"delivered\":3}"));
+    assert_eq!(status, 202);
+    assert_eq!(
+        body,
+        format!("{{\"id\":\"{}\",\"delivered\":3}}", server.id(1))
+    );
     for client in &mut clients {
         assert_eq!(client.next_pushed(), "id: 1\nevent: chat\ndata: hello\n\n");
     }
@@ -69,8 +76,11 @@ fn broadcast_reaches_everyone_with_its_type() {
 fn offline_user_message_is_kept_for_later() {
     let server = push_server(&[]);
     let (status, _, body) = server.post("/send/carol", "later");
-    assert_eq!((status, body.as_str()), (202, "{\"id\":1,\"delivered\":0}"));
+    assert_eq!(status, 202);
+    assert!(body.ends_with(",\"delivered\":0}"), "{body}");
+    // An id from before this run (0) gets a gap, then everything held.
     let mut carol = server.open_stream_with("/sse/carol", "Last-Event-ID: 0\r\n");
+    assert!(carol.next_pushed().contains("event: gap\n"));
     assert_eq!(carol.next_pushed(), "id: 1\ndata: later\n\n");
 }
 
@@ -86,14 +96,19 @@ fn multi_line_bodies_become_several_data_lines() {
     );
 }
 
-/// Ids grow by one per pushed event; timer frames carry no id.
+/// Ids are `ms-seq` and strictly increase; timer frames carry no id.
 #[test]
 fn ids_grow_and_timer_frames_have_none() {
     let server = Server::start(&["--interval", "50ms"]);
     let mut client = subscribe(&server, "a", 0);
-    for expected in 1..=3 {
+    let mut previous = (0u64, 0u64);
+    for _ in 1..=3 {
         let (_, _, body) = server.post("/broadcast", "x");
-        assert_eq!(json_number(&body, "id"), expected);
+        let id = common::json_string(&body, "id");
+        let (ms, seq) = id.split_once('-').expect("ms-seq");
+        let id = (ms.parse().expect("ms"), seq.parse().expect("seq"));
+        assert!(id > previous, "{id:?} after {previous:?}");
+        previous = id;
     }
     let mut pushed = Vec::new();
     for _ in 0..1000 {
@@ -103,8 +118,8 @@ fn ids_grow_and_timer_frames_have_none() {
         let event = client.next_event();
         if event.starts_with("data: {\"userId\"") {
             assert!(!event.contains("id: "), "{event:?}");
-        } else if event.starts_with("id: ") {
-            pushed.push(event);
+        } else if event.starts_with("id: ") && !common::is_id_only(&event) {
+            pushed.push(server.ids().number(&event));
         }
     }
     assert_eq!(
@@ -115,6 +130,24 @@ fn ids_grow_and_timer_frames_have_none() {
             "id: 3\ndata: x\n\n"
         ]
     );
+}
+
+/// Every stream starts with an id-only block holding the newest id, so a tab
+/// that has seen no pushed event yet still reconnects with `Last-Event-ID`
+/// and gets what was published while it was away (the replay hole).
+#[test]
+fn a_stream_that_saw_no_event_still_gets_what_it_missed() {
+    let server = push_server(&[]);
+    server.post("/broadcast", "before");
+    let mut first = subscribe(&server, "alice", 0);
+    let newest = first.next_id_only();
+    assert_eq!(newest, server.id(1));
+    drop(first);
+    server.wait_for_log("close user=\"alice\"", WAIT).unwrap();
+    server.post("/send/alice", "during the outage");
+    let mut again = server.open_stream_with("/sse/alice", &format!("Last-Event-ID: {newest}\r\n"));
+    assert_eq!(again.next_pushed(), "id: 2\ndata: during the outage\n\n");
+    assert_eq!(again.next_id_only(), server.id(2));
 }
 
 /// A reconnect with `Last-Event-ID: N` first gets every retained event after
@@ -130,7 +163,10 @@ fn reconnect_replays_missed_events() {
     server.post("/send/alice", "missed 1");
     server.post("/send/bob", "not for alice");
     server.post("/broadcast", "missed 2");
-    let mut again = server.open_stream_with("/sse/alice", "Last-Event-ID: 1\r\n");
+    let mut again = server.open_stream_with(
+        "/sse/alice",
+        &format!("Last-Event-ID: {}\r\n", server.id(1)),
+    );
     assert_eq!(again.next_pushed(), "id: 2\ndata: missed 1\n\n");
     assert_eq!(again.next_pushed(), "id: 4\ndata: missed 2\n\n");
     server.post("/send/alice", "live");
@@ -145,24 +181,29 @@ fn last_event_id_query_parameter() {
     for text in ["one", "two", "three"] {
         server.post("/broadcast", text);
     }
-    let mut by_query = server.open_stream_with("/sse/a?lastEventId=1", "");
+    let mut by_query = server.open_stream_with(&format!("/sse/a?lastEventId={}", server.id(1)), "");
     assert_eq!(by_query.next_pushed(), "id: 2\ndata: two\n\n");
-    let mut both = server.open_stream_with("/sse/a?lastEventId=0", "Last-Event-ID: 2\r\n");
+    let mut both = server.open_stream_with(
+        &format!("/sse/a?lastEventId={}", server.id(1)),
+        &format!("Last-Event-ID: {}\r\n", server.id(2)),
+    );
     assert_eq!(both.next_pushed(), "id: 3\ndata: three\n\n");
 }
 
 /// When the events after N were evicted, the client gets an `event: gap`
 /// with the lost range (and that range's last id), then what is retained.
+/// (With `--history 2`, events 2 and 3 of 5 are gone.)
 #[test]
 fn evicted_history_is_reported_as_a_gap() {
     let server = push_server(&["--history", "2"]);
     for index in 1..=5 {
         server.post("/broadcast", &format!("m{index}"));
     }
-    let mut client = server.open_stream_with("/sse/a", "Last-Event-ID: 1\r\n");
+    let mut client =
+        server.open_stream_with("/sse/a", &format!("Last-Event-ID: {}\r\n", server.id(1)));
     assert_eq!(
         client.next_pushed(),
-        "id: 3\nevent: gap\ndata: {\"from\":2,\"to\":3}\n\n"
+        "id: 3\nevent: gap\ndata: {\"after\":\"1\",\"to\":\"3\"}\n\n"
     );
     assert_eq!(client.next_pushed(), "id: 4\ndata: m4\n\n");
     assert_eq!(client.next_pushed(), "id: 5\ndata: m5\n\n");
@@ -192,6 +233,7 @@ fn heartbeat_keeps_a_push_only_stream_alive() {
     let mut client = server.open_stream("a");
     assert_eq!(client.next_event(), ":\n\n");
     client.next_event(); // retry:
+    client.next_id_only();
     for _ in 0..3 {
         assert_eq!(client.next_event(), ": heartbeat\n\n");
     }
@@ -214,6 +256,16 @@ fn bad_publish_requests() {
     assert_eq!(post("Content-Length: 70000\r\n", b""), 413);
     assert_eq!(server.post("/broadcast?event=bad%20name", "x").0, 400);
     assert_eq!(server.post("/broadcast?event=a%0Aevent:x", "x").0, 400);
+    for reserved in ["gap", "shutdown", "open", "error"] {
+        let (status, _, body) = server.post(&format!("/broadcast?event={reserved}"), "x");
+        assert_eq!((status, body.as_str()), (400, "reserved event name\n"));
+    }
+    // Content-Length allows spaces and tabs around the digits, nothing else
+    // (RFC 9110 §5.6.3, §8.6).
+    assert_eq!(post("Content-Length:\t1 \r\n", b"x"), 202);
+    assert_eq!(post("Content-Length: \u{a0}1\r\n", b"x"), 400);
+    assert_eq!(post("Content-Length: 1\u{85}\r\n", b"x"), 400);
+    assert_eq!(post("Content-Length: \u{3000}1\r\n", b"x"), 400);
     assert_eq!(server.get("/broadcast").0, 405);
 }
 
@@ -239,8 +291,10 @@ fn publish_token_is_required() {
         head.contains("WWW-Authenticate: Bearer error=\"invalid_token\""),
         "{head}"
     );
-    assert_eq!(publish("Authorization: Bearer s3cret\r\n").0, 202);
-    assert_eq!(client.next_pushed(), "id: 1\ndata: hi\n\n");
+    let (status, _, body) = publish("Authorization: Bearer s3cret\r\n");
+    assert_eq!(status, 202);
+    let id = common::json_string(&body, "id");
+    assert_eq!(client.next_pushed_raw(), format!("id: {id}\ndata: hi\n\n"));
 }
 
 /// The token can come from `SSE_PUBLISH_TOKEN` too.

@@ -33,7 +33,8 @@ fn stream_head_is_exact() {
     assert_eq!(client.head(), EXPECTED_HEAD);
 }
 
-/// The first body bytes are the comment `:\n\n`, then `retry:`, then frames.
+/// The first body bytes are the comment `:\n\n`, then `retry:`, then the
+/// id-only block with the newest id, then frames.
 #[test]
 fn comment_comes_first_then_retry_then_frames() {
     let server = Server::start(&["--interval", "50ms"]);
@@ -44,6 +45,8 @@ fn comment_comes_first_then_retry_then_frames() {
         retry.starts_with("retry: ") && retry.ends_with("\n\n"),
         "{retry:?}"
     );
+    let id_only = client.next_event();
+    assert!(common::is_id_only(&id_only), "{id_only:?}");
     let frame = client.next_event();
     assert!(
         frame.starts_with("data: {\"userId\":\"alice\""),

@@ -21,6 +21,42 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// Event ids from publish replies, in order: the test's event 1, 2, …
+    ids: Ids,
+}
+
+/// The real ids (`1764509000123-0`) the server gave published events, so a
+/// test can speak of "event 1, 2, 3" and compare frames as text.
+#[derive(Clone, Default)]
+pub struct Ids(Arc<Mutex<Vec<String>>>);
+
+impl Ids {
+    fn learn(&self, reply_body: &str) {
+        if reply_body.contains("\"id\":\"") {
+            self.0.lock().unwrap().push(json_string(reply_body, "id"));
+        }
+    }
+
+    /// The real id of the test's event `number` (1-based).
+    pub fn real(&self, number: usize) -> String {
+        let ids = self.0.lock().unwrap();
+        ids.get(number - 1)
+            .unwrap_or_else(|| panic!("no event {number} published yet: {ids:?}"))
+            .clone()
+    }
+
+    /// `text` with every known real id replaced by its number.
+    pub fn number(&self, text: &str) -> String {
+        let ids = self.0.lock().unwrap();
+        let mut numbered: Vec<(usize, &String)> = ids.iter().enumerate().collect();
+        // Longest first, so `5-1` never eats into `5-10`.
+        numbered.sort_by_key(|(_, id)| std::cmp::Reverse(id.len()));
+        let mut text = text.to_string();
+        for (index, id) in numbered {
+            text = text.replace(id.as_str(), &(index + 1).to_string());
+        }
+        text
+    }
 }
 
 impl Server {
@@ -66,6 +102,7 @@ impl Server {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
             log,
+            ids: Ids::default(),
         };
         let first = server
             .wait_for_log("listening on http://", Duration::from_secs(10))
@@ -150,13 +187,28 @@ impl Server {
         split_response(&self.exchange(request.as_bytes()))
     }
 
-    /// A `POST` with a body; returns (status, headers text, body).
+    /// A `POST` with a body; returns (status, headers text, body). The id
+    /// in a `202` reply becomes the test's next event number.
     pub fn post(&self, path: &str, body: &str) -> (u16, String, String) {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        split_response(&self.exchange(request.as_bytes()))
+        let reply = split_response(&self.exchange(request.as_bytes()));
+        if reply.0 == 202 {
+            self.ids.learn(&reply.2);
+        }
+        reply
+    }
+
+    /// The real id of the test's event `number` (1-based, in publish order).
+    pub fn id(&self, number: usize) -> String {
+        self.ids.real(number)
+    }
+
+    /// The ids this server gave, shared with the streams opened on it.
+    pub fn ids(&self) -> Ids {
+        self.ids.clone()
     }
 
     /// `GET /users` parsed down to (users, connections).
@@ -192,7 +244,9 @@ impl Server {
         let mut stream = self.connect();
         let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\n{extra_headers}\r\n");
         stream.write_all(request.as_bytes()).expect("send request");
-        SseClient::from_stream(stream)
+        let mut client = SseClient::from_stream(stream);
+        client.ids = self.ids.clone();
+        client
     }
 
     /// Sends SIGTERM (Unix only), for the graceful-shutdown tests.
@@ -233,6 +287,8 @@ pub struct SseClient {
     pub stream: TcpStream,
     buffer: Vec<u8>,
     head: Vec<u8>,
+    /// The ids of the server it came from, for [`SseClient::next_pushed`].
+    ids: Ids,
 }
 
 impl SseClient {
@@ -242,6 +298,7 @@ impl SseClient {
             stream,
             buffer: Vec::new(),
             head: Vec::new(),
+            ids: Ids::default(),
         };
         client.head = client.read_until(b"\r\n\r\n");
         client
@@ -295,9 +352,35 @@ impl SseClient {
         self.next_event_starting_with("data: {\"userId\"", 100)
     }
 
-    /// The next block with an `id:` (a pushed event), skipping others.
+    /// The next block with an `id:` and more (a pushed event or a gap),
+    /// skipping others, with the ids the test published replaced by their
+    /// numbers: `id: 1\ndata: hi\n\n`.
     pub fn next_pushed(&mut self) -> String {
-        self.next_event_starting_with("id: ", 1000)
+        let event = self.next_pushed_raw();
+        self.ids.number(&event)
+    }
+
+    /// [`SseClient::next_pushed`] with the real ids.
+    pub fn next_pushed_raw(&mut self) -> String {
+        for _ in 0..1000 {
+            let event = self.next_event();
+            if event.starts_with("id: ") && !is_id_only(&event) {
+                return event;
+            }
+        }
+        panic!("no pushed event in 1000 events");
+    }
+
+    /// The id of the next id-only block (`id: N` and a blank line), which
+    /// every stream starts with; skips others.
+    pub fn next_id_only(&mut self) -> String {
+        for _ in 0..100 {
+            let event = self.next_event();
+            if is_id_only(&event) {
+                return event["id: ".len()..event.len() - 2].to_string();
+            }
+        }
+        panic!("no id-only block in 100 events");
     }
 
     /// The next block starting with `prefix`, skipping at most `limit` others.
@@ -317,6 +400,12 @@ impl SseClient {
         rest.extend(read_to_close(&mut self.stream));
         rest
     }
+}
+
+/// Whether an event block is only an id line: it sets the last event id
+/// and dispatches nothing.
+pub fn is_id_only(event: &str) -> bool {
+    event.starts_with("id: ") && event.ends_with("\n\n") && event.matches('\n').count() == 2
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
