@@ -33,9 +33,11 @@
 //!   is bounded by the write timeout.
 //! - Nothing a client sends is `unwrap`ped.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod event;
+pub mod event_log;
 pub mod history;
 pub mod json;
 pub mod limits;

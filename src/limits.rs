@@ -154,3 +154,13 @@ pub const WRITE_SLICE: Duration = Duration::from_millis(10);
 /// Most bytes of pushed events queued for one stream and not yet taken by
 /// its client: a stream further behind is ended with `reason=stalled`.
 pub const MAX_OUTBOX_BYTES: usize = 1024 * 1024;
+
+/// Cluster mode: longest a reconnecting stream waits for this instance's
+/// reader to catch up with the id its client already saw on another
+/// instance (see `Shared::lock_events_caught_up`). Past it the stream
+/// starts anyway; the client may then see an event twice.
+pub const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
+
+/// Cluster mode: `Retry-After` (seconds) of the `503` a publisher gets
+/// while Redis is unreachable.
+pub const LOG_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;

@@ -60,6 +60,9 @@ pub enum RedisError {
     /// Occurs when Redis answers with an error reply (`-ERR …`); the
     /// connection stays usable.
     Server(String),
+    /// Occurs when a reply is valid RESP but not the shape its command
+    /// promises (not the Redis we expect).
+    UnexpectedReply(&'static str),
 }
 
 impl RedisError {
@@ -77,6 +80,7 @@ impl fmt::Display for RedisError {
             RedisError::Protocol(error) => write!(formatter, "bad reply: {}", error.reason()),
             RedisError::ReplyTooLarge => formatter.write_str("reply too large"),
             RedisError::Server(message) => write!(formatter, "redis error: {message}"),
+            RedisError::UnexpectedReply(what) => write!(formatter, "unexpected reply: {what}"),
         }
     }
 }
@@ -181,6 +185,18 @@ fn connect(address: &str) -> Result<TcpStream, RedisError> {
     Err(last_error.into())
 }
 
+impl fmt::Debug for Connection {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "Connection({:?})", self.stream.peer_addr().ok())
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "Pool({}, {} idle)", self.url, self.lock().len())
+    }
+}
+
 /// Open connections shared by threads that each need one for a command or
 /// two (publishers, replays): take one, use it, give it back. A connection
 /// that failed is dropped instead of given back.
@@ -202,28 +218,45 @@ impl Pool {
         &self.url
     }
 
-    /// Runs `work` on an idle connection, or a new one.
+    /// Runs `work` on an idle connection, or a new one. An idle connection
+    /// that fails (Redis restarted since it was last used, so it is dead)
+    /// is dropped with every other idle one, and `work` runs once more on a
+    /// new connection.
+    ///
+    /// Simplification: if the dead connection did get the command to Redis
+    /// before failing, the command runs twice (an `XADD` stores two
+    /// entries). A production client would make the append idempotent.
     pub fn with_connection<T>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+        mut work: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, RedisError> {
         let idle = self.lock().pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => Connection::open(&self.url)?,
-        };
+        if let Some(mut connection) = idle {
+            match work(&mut connection) {
+                Err(error) if !error.keeps_connection() => self.clear(),
+                result => {
+                    self.give_back(connection, &result);
+                    return result;
+                }
+            }
+        }
+        let mut connection = Connection::open(&self.url)?;
         let result = work(&mut connection);
-        let usable = match &result {
+        self.give_back(connection, &result);
+        result
+    }
+
+    /// Keeps a connection for the next user, unless it failed or enough are
+    /// idle already.
+    fn give_back<T>(&self, connection: Connection, result: &Result<T, RedisError>) {
+        let usable = match result {
             Ok(_) => true,
             Err(error) => error.keeps_connection(),
         };
-        if usable {
-            let mut idle = self.lock();
-            if idle.len() < POOL_IDLE_CONNECTIONS {
-                idle.push(connection);
-            }
+        let mut idle = self.lock();
+        if usable && idle.len() < POOL_IDLE_CONNECTIONS {
+            idle.push(connection);
         }
-        result
     }
 
     /// Closes every idle connection (after Redis went away, they are dead).
