@@ -160,23 +160,18 @@ impl Cluster {
     /// the local streams; on failure, reconnect with a capped backoff and
     /// resume after the same id. Ends at shutdown.
     fn read_forever(&self, shared: &Shared, mut last: EventId) {
-        let mut connection: Option<Connection> = None;
+        // A pool of one: a connection that died with Redis is replaced at
+        // once, and only when a new one fails too is Redis down.
+        let connection = Pool::new(self.url.clone());
         let mut backoff = RECONNECT_BACKOFF_MIN;
         while !shared.is_shutting_down() {
-            let result = match connection.as_mut() {
-                Some(open) => self.read_once(open, shared, &mut last),
-                None => Connection::open(&self.url).map(|open| {
-                    connection = Some(open);
-                }),
-            };
-            match result {
+            match connection.with_connection(|open| self.read_once(open, shared, &mut last)) {
                 Ok(()) => {
                     self.health.up();
                     backoff = RECONNECT_BACKOFF_MIN;
                 }
                 Err(error) => {
                     self.health.down(&error);
-                    connection = None;
                     thread::sleep(backoff);
                     backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
                 }

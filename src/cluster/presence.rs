@@ -24,7 +24,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::RedisUrl;
-use crate::redis::{Connection, RedisError};
+use crate::redis::{Connection, Pool, RedisError};
 use crate::registry::now_ms;
 use crate::resp::Value;
 use crate::state::Shared;
@@ -94,27 +94,18 @@ impl Presence {
 
     /// The presence thread: refresh, wait, repeat, until shutdown.
     pub fn run(&self, url: &RedisUrl, health: &Health, shared: &Shared) {
-        let mut connection: Option<Connection> = None;
+        // A pool of one: a connection that died with Redis is replaced at
+        // once, and only when a new one fails too is Redis down.
+        let connection = Pool::new(url.clone());
         while !shared.is_shutting_down() {
             let started = Instant::now();
-            let result = match connection.as_mut() {
-                Some(open) => self.refresh(open, shared),
-                None => Connection::open(url).and_then(|mut open| {
-                    let count = self.refresh(&mut open, shared);
-                    connection = Some(open);
-                    count
-                }),
-            };
-            match result {
+            match connection.with_connection(|open| self.refresh(open, shared)) {
                 Ok(count) => {
                     self.count.store(count, Ordering::Relaxed);
                     health.up();
                 }
-                Err(error) => {
-                    // Keep the last count: streams go on ticking with it.
-                    health.down(&error);
-                    connection = None;
-                }
+                // Keep the last count: streams go on ticking with it.
+                Err(error) => health.down(&error),
             }
             self.wait_for_next(started);
         }
