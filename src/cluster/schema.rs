@@ -262,6 +262,9 @@ pub struct StreamInfo {
     pub first: Option<EventId>,
     /// The newest id Redis ever gave out in this stream (`0-0` if none).
     pub last_generated: EventId,
+    /// Whether any entry was ever removed (`entries-added` > `length`;
+    /// assumed on Redis before 7.0, which has no `entries-added`).
+    pub trimmed: bool,
 }
 
 impl StreamInfo {
@@ -269,6 +272,7 @@ impl StreamInfo {
     pub const EMPTY: StreamInfo = StreamInfo {
         first: None,
         last_generated: EventId::new(0, 0),
+        trimmed: false,
     };
 }
 
@@ -295,6 +299,10 @@ pub fn parse_stream_info(reply: &Value) -> Result<StreamInfo, ShapeError> {
     };
     let last_generated =
         id_field("last-generated-id").ok_or(ShapeError("xinfo has no last-generated-id"))?;
+    let trimmed = match field("entries-added") {
+        Some(Value::Integer(added)) => *added > length,
+        _ => true,
+    };
     let first = if length == 0 {
         None
     } else if let Some(first) = id_field("recorded-first-entry-id") {
@@ -311,6 +319,7 @@ pub fn parse_stream_info(reply: &Value) -> Result<StreamInfo, ShapeError> {
     Ok(StreamInfo {
         first,
         last_generated,
+        trimmed,
     })
 }
 
@@ -333,7 +342,9 @@ pub fn previous(id: EventId) -> EventId {
 /// first entry is at or before `after`, everything after `after` is still
 /// there and there is no gap. Otherwise entries between `after` and the
 /// first one we read may be gone: the gap runs up to just before it (or
-/// up to `newest`, if the replay found nothing).
+/// up to `newest`, if the replay found nothing). One exception: `0-0`,
+/// the id a stream starts with before its first entry, misses nothing in
+/// a stream that never lost an entry.
 pub fn replay_gap(
     after: Option<EventId>,
     info: StreamInfo,
@@ -344,6 +355,9 @@ pub fn replay_gap(
         if first <= after {
             return None;
         }
+    }
+    if after == Some(EventId::new(0, 0)) && !info.trimmed {
+        return None;
     }
     if after.is_some_and(|after| after >= newest) {
         return None;
@@ -557,14 +571,26 @@ mod tests {
             ("last-generated-id", bulk("9-0")),
             ("max-deleted-entry-id", bulk("0-0")),
             ("recorded-first-entry-id", bulk("8-0")),
+            ("entries-added", Value::Integer(5)),
             ("first-entry", entry("8-0", &["data", "x"])),
         ]);
         assert_eq!(
             parse_stream_info(&reply),
             Ok(StreamInfo {
                 first: Some(id(8, 0)),
-                last_generated: id(9, 0)
+                last_generated: id(9, 0),
+                trimmed: true,
             })
+        );
+        let never_trimmed = info(vec![
+            ("length", Value::Integer(2)),
+            ("entries-added", Value::Integer(2)),
+            ("last-generated-id", bulk("9-0")),
+            ("recorded-first-entry-id", bulk("8-0")),
+        ]);
+        assert_eq!(
+            parse_stream_info(&never_trimmed).map(|info| info.trimmed),
+            Ok(false)
         );
         let before_7 = info(vec![
             ("length", Value::Integer(1)),
@@ -572,8 +598,8 @@ mod tests {
             ("first-entry", entry("9-0", &["data", "x"])),
         ]);
         assert_eq!(
-            parse_stream_info(&before_7).map(|info| info.first),
-            Ok(Some(id(9, 0)))
+            parse_stream_info(&before_7).map(|info| (info.first, info.trimmed)),
+            Ok((Some(id(9, 0)), true))
         );
         let empty = info(vec![
             ("length", Value::Integer(0)),
@@ -603,6 +629,7 @@ mod tests {
         let info = StreamInfo {
             first,
             last_generated: newest,
+            trimmed: true,
         };
         let gap = replay_gap(after, info, first_read, newest).map(|gap| (gap.after, gap.to));
         assert_eq!(gap, expected);
@@ -660,5 +687,43 @@ mod tests {
             Some((None, id(6, u64::MAX))),
         );
         check_gap(None, None, None, id(9, 0), Some((None, id(9, 0))));
+        // 0-0 (the id of a stream before its first entry) misses nothing
+        // in a stream that never lost an entry, and may miss some in one
+        // that did.
+        let untrimmed = StreamInfo {
+            first: Some(id(7, 0)),
+            last_generated: id(9, 0),
+            trimmed: false,
+        };
+        assert_eq!(
+            replay_gap(Some(id(0, 0)), untrimmed, Some(id(7, 0)), id(9, 0)),
+            None
+        );
+        check_gap(
+            Some(id(0, 0)),
+            Some(id(7, 0)),
+            Some(id(7, 0)),
+            id(9, 0),
+            Some((Some(id(0, 0)), id(6, u64::MAX))),
+        );
+        // Another id before the first entry of a never-trimmed stream is
+        // from an earlier stream (Redis restarted empty): a gap.
+        let after_restart = replay_gap(Some(id(5, 0)), untrimmed, Some(id(7, 0)), id(9, 0));
+        assert_eq!(after_restart.map(|gap| gap.to), Some(id(6, u64::MAX)));
+        // 0-0 (the id of a stream before its first entry) misses nothing in
+        // a stream that never lost an entry, and may miss some in one that did.
+        let untrimmed = StreamInfo {
+            first: Some(id(7, 0)),
+            last_generated: id(9, 0),
+            trimmed: false,
+        };
+        let zero = Some(id(0, 0));
+        assert_eq!(replay_gap(zero, untrimmed, Some(id(7, 0)), id(9, 0)), None);
+        let lost = Some((zero, id(6, u64::MAX)));
+        check_gap(zero, Some(id(7, 0)), Some(id(7, 0)), id(9, 0), lost);
+        // Any other id before the first entry of a never-trimmed stream is
+        // from an earlier stream (Redis restarted empty): a gap.
+        let after_restart = replay_gap(Some(id(5, 0)), untrimmed, Some(id(7, 0)), id(9, 0));
+        assert_eq!(after_restart.map(|gap| gap.to), Some(id(6, u64::MAX)));
     }
 }
