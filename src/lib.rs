@@ -22,6 +22,10 @@
 //! 8. [`server`]: the accept loop, the thread per connection, limits,
 //!    shutdown.
 //! 9. [`config`] and [`limits`]: every flag and every limit in one place.
+//! 10. Cluster mode: [`event_log`] (the seam the core talks to), [`resp`]
+//!     (RESP2, pure, the second protocol lesson), [`redis`] (one
+//!     connection with timeouts), [`cluster`] (the Redis stream as the
+//!     shared log, its reader thread, users across instances).
 //!
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `response`, `json` and `history` never
@@ -31,7 +35,11 @@
 //!   writer lock (it orders writes to that one socket) and a publisher's
 //!   turn (it keeps event ids in order on every stream); every such write
 //!   is bounded by the write timeout.
-//! - Nothing a client sends is `unwrap`ped.
+//! - Nothing a client sends is `unwrap`ped, nor anything a Redis server
+//!   sends.
+//! - The core (`publish`, `stream`, `server`, `state`) never imports the
+//!   Redis code: it talks to [`event_log`], and only `main` chooses which
+//!   log runs. `resp` never touches a socket.
 
 pub mod cluster;
 pub mod config;

@@ -132,7 +132,7 @@ fn target_text(target: &Target) -> String {
 /// every open stream it is meant for and flushes them. Returns the id and
 /// `delivered`: the number of streams it was queued on. Each of them writes
 /// it, in id order, unless it ends first. With an external log (cluster
-/// mode) it appends there instead (see [`append_to_external`]), which can
+/// mode) it appends there instead (see `append_to_external`), which can
 /// fail while the log is unreachable.
 pub fn publish(
     shared: &Shared,

@@ -112,8 +112,8 @@ impl Cluster {
                 .and_then(|mut connection| stream_info(&mut connection, &key));
             match attempt {
                 Ok(info) => break info,
-                Err(error) if Instant::now() + backoff < deadline => {
-                    let _ = error;
+                // Redis may still be starting (scripts start both at once).
+                Err(_) if Instant::now() + backoff < deadline => {
                     thread::sleep(backoff);
                     backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
                 }
