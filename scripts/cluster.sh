@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Cluster mode on one machine: redis-server, two sse-server instances sharing it, nginx round-robin
-# in front (scripts/nginx/cluster.conf). Usage: scripts/cluster.sh [--port 8080] [--persist]; Ctrl-C stops all.
+# in front (scripts/nginx/cluster.conf). Usage: scripts/cluster.sh [--port 8080] [--persist] [--check]; Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 err() { printf 'cluster: %s\n' "$*" >&2; }
 
 PORT=8080
 PERSIST=no
+CHECK=no
 while (($# > 0)); do
   case $1 in
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --persist) PERSIST=yes; shift ;; # Redis writes an append-only file in the work directory
+    --check) CHECK=yes; shift ;;     # instead of running until Ctrl-C: check the failover, then stop
     -h | --help) sed -n 2,3p "$0"; exit 0 ;;
     *) err "unknown argument: $1 (see --help)"; exit 2 ;;
   esac
@@ -42,6 +44,7 @@ trap stop_all EXIT
 trap 'echo; err "stopping"; exit 0' INT TERM
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [[ $PORT == 0 ]]; then PORT=$(free_port); fi # --port 0: any free port (CI)
 
 # wait_for FILE FIXED_STRING SECONDS PID: print the first line with the string; fail if PID exits.
 wait_for() {
@@ -125,6 +128,36 @@ try:
   redis-cli -p $redis_port XADD sse:events '*' target all event message data 'from redis-cli'
   kill -9 ${PIDS[1]}   # the browser reconnects to instance b and misses nothing
 EOF
+if [[ $CHECK == yes ]]; then
+  # The headline, through nginx: a stream gets a publish; the instance serving it is killed; the
+  # reconnection (with its Last-Event-ID) lands on the other one and gets what was published meanwhile.
+  passed=0 failed=0
+  check() { if "${@:2}"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi; }
+  has() { [[ $1 == *"$2"* ]]; }
+  user="check-$$"
+  first=$(curl -s --max-time 2 -d "one" "$url/send/$user" || true)
+  first_id=$(sed -n 's/.*"id":"\([0-9-]*\)".*/\1/p' <<<"$first")
+  check "a publish through nginx is 202 with a Redis id ($first)" test -n "$first_id"
+  rc=0; out=$(curl -sN --max-time 1 -H "Last-Event-ID: 0-0" "$url/sse/$user") || rc=$?
+  check "the stream ends only by our --max-time (curl exit $rc)" test "$rc" -eq 28
+  check "the stream replays it" has "$out" $'id: '"$first_id"$'\ndata: one\n\n'
+  serving=$(grep -l "open user=\"$user\"" "$WORK/a.log" "$WORK/b.log" | tail -n 1)
+  victim=${PIDS[1]}; [[ $serving == "$WORK/b.log" ]] && victim=${PIDS[2]}
+  { kill -9 "$victim"; wait "$victim"; } 2>/dev/null || true
+  second=$(curl -s --max-time 2 -d "two" "$url/send/$user" || true)
+  second_id=$(sed -n 's/.*"id":"\([0-9-]*\)".*/\1/p' <<<"$second")
+  check "with one instance killed, a publish through nginx is still 202 ($second)" test -n "$second_id"
+  rc=0; out=$(curl -sN --max-time 1 -H "Last-Event-ID: $first_id" "$url/sse/$user") || rc=$?
+  check "the reconnection lands on the live instance" test "$rc" -eq 28
+  check "... and gets what was published meanwhile, once" \
+    test "$(grep -c "^data: two$" <<<"$out")" -eq 1
+  check "... and not what it had" test "$(grep -c "^data: one$" <<<"$out")" -eq 0
+  echo "$passed passed, $failed failed"
+  ((failed == 0)) && exit 0
+  for name in a b; do err "--- $name.log ---"; tail -n 20 "$WORK/$name.log" >&2; done
+  exit 1
+fi
+
 # Run until Ctrl-C, or until nginx or Redis ends (an instance may be killed for the demo).
 while kill -0 "${PIDS[0]}" 2>/dev/null && kill -0 "${PIDS[3]}" 2>/dev/null; do sleep 1; done
 err "redis-server or nginx ended; stopping the rest"
