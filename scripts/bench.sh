@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks sse-server under N concurrent SSE streams (memory, CPU, latency) with examples/loadgen.rs.
 # Usage: scripts/bench.sh [--quick] [N ...]   (default N: 1000 5000 10000 and the most the limits allow)
+#        scripts/bench.sh --cluster [--quick] [N]   (cluster mode; see scripts/bench-cluster.sh)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# --cluster: Redis and two instances against one instance (scripts/bench-cluster.sh).
+if [[ ${1:-} == --cluster ]]; then shift; exec bash scripts/bench-cluster.sh "$@"; fi
 unset SSE_PUBLISH_TOKEN # the load generator publishes from loopback, which needs no token
 
 err() { echo "bench: $*" >&2; }
