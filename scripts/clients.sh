@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl through
-# nginx) against one freshly built server. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
+# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl through nginx,
+# Chromium on a cluster behind nginx) against freshly built servers. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS="$ROOT/scripts/clients"
@@ -22,6 +22,7 @@ missing() {
   command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || what+=(nginx)
   command -v curl >/dev/null || what+=(curl)
   command -v python3 >/dev/null || what+=(python3)
+  command -v redis-server >/dev/null || what+=(redis-server)
   command -v node >/dev/null || what+=(node)
   [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource ]] || what+=(node_modules)
   echo "${what[*]}"
@@ -82,6 +83,7 @@ run_client curl "curl" bash "$CLIENTS/curl.sh"
 run_client node-eventsource "node node_modules" node "$CLIENTS/node-eventsource.mjs"
 run_client browser "node node_modules chromium" node "$CLIENTS/browser.mjs"
 run_client nginx "curl nginx python3" bash "$CLIENTS/nginx.sh"
+run_client browser-cluster "node node_modules chromium nginx redis-server python3" node "$CLIENTS/browser-cluster.mjs"
 
 # 4. One row per client.
 echo

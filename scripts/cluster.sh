@@ -69,10 +69,11 @@ wait_for "$WORK/redis.log" "Ready to accept connections" 10 "${PIDS[-1]}" >/dev/
   { err "redis-server did not start"; cat "$WORK/redis.log" >&2; exit 1; }
 redis_url="redis://127.0.0.1:$redis_port"
 
-# 2. Two instances on free ports, both on the same Redis.
+# 2. Two instances on free ports, both on the same Redis ($SSE_SERVER_FLAGS: more flags for both).
+read -r -a extra_flags <<<"${SSE_SERVER_FLAGS:-}"
 ports=()
 for name in a b; do
-  "$binary" --port 0 --redis "$redis_url" >"$WORK/$name.log" 2>&1 &
+  "$binary" --port 0 --redis "$redis_url" "${extra_flags[@]}" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   line=$(wait_for "$WORK/$name.log" "listening on http://" 15 "${PIDS[-1]}") ||
     { err "instance $name did not start"; cat "$WORK/$name.log" >&2; exit 1; }
