@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks sse-server under N concurrent SSE streams (memory, CPU, latency) with examples/loadgen.rs.
-# Usage: scripts/bench.sh [--quick] [N ...]   (default N: 1000 5000 10000 and the most the limits allow)
+# Usage: scripts/bench.sh [--quick] [--compare GIT-REF] [N ...]   (default N: 1000 5000 10000 and the
+# most the limits allow; --compare also builds GIT-REF and runs it right before this build, for each N)
 #        scripts/bench.sh --cluster [--quick] [N]   (cluster mode; see scripts/bench-cluster.sh)
 set -euo pipefail
 
@@ -13,12 +14,15 @@ err() { echo "bench: $*" >&2; }
 
 quick=0
 sizes=()
-for arg in "$@"; do
-  case "$arg" in
+compare=""
+while (( $# > 0 )); do
+  case "$1" in
     --quick) quick=1 ;;
-    ''|*[!0-9]*) err "unknown argument $arg (want --quick or numbers)"; exit 2 ;;
-    *) sizes+=("$arg") ;;
+    --compare) compare=${2:?--compare needs a git ref}; shift ;;
+    ''|*[!0-9]*) err "unknown argument $1 (want --quick, --compare REF or numbers)"; exit 2 ;;
+    *) sizes+=("$1") ;;
   esac
+  shift
 done
 
 # Timer interval, steady window, broadcasts and clients closed at once.
@@ -38,8 +42,20 @@ mkdir -p "$out_dir"
 results="$out_dir/results.md"
 if (( quick )); then results="$out_dir/results-quick.md"; fi
 
-# 1. Build both in release mode.
+# 1. Build both in release mode; with --compare, the other build too, from a clean export of
+#    that commit (the same load generator drives both).
 cargo build --release --quiet --bin sse-server --example loadgen
+builds=("new:$server")
+if [[ -n "$compare" ]]; then
+  ref_sha=$(git rev-parse --short "$compare^{commit}")
+  ref_dir="target/bench-ref/$ref_sha"
+  if [[ ! -x "$ref_dir/target/release/sse-server" ]]; then
+    rm -rf "$ref_dir"; mkdir -p "$ref_dir"
+    git archive "$ref_sha" | tar -x -C "$ref_dir"
+    cargo build --release --quiet --bin sse-server --manifest-path "$ref_dir/Cargo.toml" --target-dir "$ref_dir/target"
+  fi
+  builds=("old $ref_sha:$ref_dir/target/release/sse-server" "${builds[@]}")
+fi
 
 # 2. Raise the open-file limit as far as the hard limit allows; it is inherited
 #    by the server and the load generator.
@@ -129,17 +145,20 @@ kernel_kib() {
 result_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<< "$1"; }
 clk_tck=$(getconf CLK_TCK)
 
-header='| N | server RSS | RSS/conn | kernel/conn | MemAvailable Δ/conn | server CPU (1 core) at 1 s | CPU/frame | loadgen / other CPU | connect all | TTFB p99 | fan-out p99 | disconnect p99 (log) | /users drop | threads | checks |'
-divider='|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|'
+header='| build | N | server RSS | RSS/conn | kernel/conn | MemAvailable Δ/conn | server CPU (1 core) at 1 s | CPU/frame | loadgen / other CPU | connect all | TTFB p99 | fan-out p99 | disconnect p99 (log) | /users drop | frame gap jitter p50 / p99 | tick late p99 | threads | checks |'
+divider='|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|'
 rows=()
 passed=0
 failed=0
 
 for n in "${sizes[@]}"; do
+for build in "${builds[@]}"; do
+  label=${build%%:*}
+  server=${build#*:}
   close=$(( n / 2 < close_max ? n / 2 : close_max ))
-  server_log="$out_dir/server-$n.log"
-  loadgen_log="$out_dir/loadgen-$n.log"
-  echo "== N=$n: fresh server, $n streams at interval $interval, steady ${duration}, $broadcasts broadcasts, close $close"
+  server_log="$out_dir/server-${label%% *}-$n.log"
+  loadgen_log="$out_dir/loadgen-${label%% *}-$n.log"
+  echo "== $label, N=$n: fresh server, $n streams at interval $interval, steady ${duration}, $broadcasts broadcasts, close $close"
 
   # 4. A fresh server per N, so every number starts clean.
   mem_before=$(mem_available_kib)
@@ -163,7 +182,7 @@ for n in "${sizes[@]}"; do
     grep -v -e '^open ' -e '^close ' "$server_log" | tail -n 10 >&2
     kill "$loadgen_pid" 2>/dev/null || true; wait "$loadgen_pid" 2>/dev/null || true; loadgen_pid=""
     kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""
-    rows+=("| $n | run failed, see $loadgen_log and $server_log ||||||||||||| FAIL |")
+    rows+=("| $label | $n | run failed, see $loadgen_log and $server_log ||||||||||||||| FAIL |")
     failed=$(( failed + 1 ))
     continue
   fi
@@ -199,22 +218,24 @@ for n in "${sizes[@]}"; do
   #    leaves out the load generator's RSS but includes anything else the
   #    machine did meanwhile, so it is the noisier of the two.
   seconds=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { print (b - a) / 1e9 }')
-  row=$(awk -v n="$n" -v rss="$rss" -v idle="$rss_idle" -v before="$mem_before" -v during="$mem_during" \
+  row=$(awk -v label="$label" -v n="$n" -v rss="$rss" -v idle="$rss_idle" -v before="$mem_before" -v during="$mem_during" \
       -v lg="$loadgen_rss" -v k0="$kernel_before" -v k1="$kernel_during" \
       -v l0="$loadgen_cpu_start" -v l1="$loadgen_cpu_end" -v b0="$busy_start" -v b1="$busy_end" -v c0="$cpu_start" -v c1="$cpu_end" -v hz="$clk_tck" -v s="$seconds" -v interval_s=1 'BEGIN {
     cpu_s = (c1 - c0) / hz
     frames = n * s / interval_s
     loadgen_pct = 100 * (l1 - l0) / hz / s
     other_pct = 100 * ((b1 - b0) - (c1 - c0) - (l1 - l0)) / hz / s
-    printf "| %d | %.1f MiB | %.1f KiB | %.1f KiB | %.1f KiB | %.1f %% | %.1f µs | %.0f %% / %.0f %% |", n, rss / 1024,
+    printf "| %s | %d | %.1f MiB | %.1f KiB | %.1f KiB | %.1f KiB | %.1f %% | %.1f µs | %.0f %% / %.0f %% |", label, n, rss / 1024,
       (rss - idle) / n, (k1 - k0) / n, (before - during - lg) / n, 100 * cpu_s / s, 1e6 * cpu_s / frames,
       loadgen_pct, other_pct
   }')
   disconnect_log=$(result_field "$result" disconnect_p99_ms)
   disconnect_users=$(result_field "$result" disconnect_ms)
   row+=" $(result_field "$result" connect_ms) ms | $(result_field "$result" ttfb_p99_ms) ms | $(result_field "$result" fanout_p99_ms) ms |"
-  row+=" $disconnect_log ms | $disconnect_users ms | $threads | $checks |"
+  row+=" $disconnect_log ms | $disconnect_users ms | $(result_field "$result" jitter_p50_ms) / $(result_field "$result" jitter_p99_ms) ms |"
+  row+=" $(result_field "$result" tick_late_p99_ms) ms | $threads | $checks |"
   rows+=("$row")
+done
 done
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::limits::{
     DEFAULT_HEARTBEAT, DEFAULT_HISTORY, DEFAULT_INTERVAL, DEFAULT_RETRY, DEFAULT_WRITE_TIMEOUT,
+    MIN_PERIOD,
 };
 use crate::route::percent_decode;
 
@@ -106,8 +107,8 @@ usage: sse-server [options]
 
   --bind ADDR            address to listen on (default 127.0.0.1; ::1 for IPv6)
   --port PORT            port to listen on, 0 for a free one (default 3000, or $PORT)
-  --interval DUR         time between timer frames, 0 for none (default 3s)
-  --heartbeat DUR        comment after this much silence, 0 for none (default 15s)
+  --interval DUR         time between timer frames, 0 for none, at least 10ms (default 3s)
+  --heartbeat DUR        comment after this much silence, 0 for none, at least 10ms (default 15s)
   --retry DUR            reconnection time sent as retry: (default 3s, plus up to 1s jitter)
   --history N            pushed events kept for Last-Event-ID replay (default 1000)
   --max-clients N        most concurrent streams (default: open-file limit minus 64)
@@ -191,8 +192,8 @@ fn apply_flag(
                 .map_err(|_| ConfigError(format!("--bind: not an IP address: {value}")))?;
         }
         "--port" => config.port = parse_number(flag, &value()?)?,
-        "--interval" => config.interval = non_zero(parse_duration(flag, &value()?)?),
-        "--heartbeat" => config.heartbeat = non_zero(parse_duration(flag, &value()?)?),
+        "--interval" => config.interval = parse_period(flag, &value()?)?,
+        "--heartbeat" => config.heartbeat = parse_period(flag, &value()?)?,
         "--retry" => config.retry = parse_duration(flag, &value()?)?,
         "--history" => config.history = parse_number(flag, &value()?)?,
         "--max-clients" => config.max_clients = Some(parse_number(flag, &value()?)?),
@@ -235,6 +236,18 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, Conf
     value
         .parse()
         .map_err(|_| ConfigError(format!("{flag}: not a valid number: {value}")))
+}
+
+/// A period: `0` for none, else at least [`MIN_PERIOD`].
+fn parse_period(flag: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    let period = non_zero(parse_duration(flag, value)?);
+    match period {
+        Some(period) if period < MIN_PERIOD => Err(ConfigError(format!(
+            "{flag}: at least {}ms (or 0 for none): the timer cannot serve shorter periods",
+            MIN_PERIOD.as_millis()
+        ))),
+        _ => Ok(period),
+    }
 }
 
 fn non_zero(duration: Duration) -> Option<Duration> {
@@ -490,6 +503,14 @@ mod tests {
         check_error(&["--nope"], "unknown flag: --nope (see --help)");
         check_error(&["--port"], "--port needs a value");
         check_error(&["--port", "70000"], "--port: not a valid number: 70000");
+        check_error(
+            &["--interval", "5ms"],
+            "--interval: at least 10ms (or 0 for none): the timer cannot serve shorter periods",
+        );
+        check_error(
+            &["--heartbeat=1ms"],
+            "--heartbeat: at least 10ms (or 0 for none): the timer cannot serve shorter periods",
+        );
         check_error(
             &["--bind", "localhost"],
             "--bind: not an IP address: localhost",

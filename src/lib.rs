@@ -11,30 +11,38 @@
 //! 2. [`route`]: method and path → what to do; percent-decoding. Pure.
 //! 3. [`sse`] and [`json`]: events → `text/event-stream` bytes, and the
 //!    escaping that keeps any userId inside its `data:` line. Pure.
-//! 4. [`response`]: status lines and headers. Pure. [`log`]: one line per
-//!    event.
-//! 5. [`registry`]: who is connected, and the handle other threads write
-//!    through.
-//! 6. [`stream`]: the life of one stream: ticks, and disconnect detection
-//!    with `peek`.
-//! 7. [`history`] and [`publish`]: event ids, replay, pushing to a user or
-//!    to everyone.
-//! 8. [`server`]: the accept loop, the thread per connection, limits,
-//!    shutdown.
-//! 9. [`config`] and [`limits`]: every flag and every limit in one place.
-//! 10. Cluster mode: [`event_log`] (the seam the core talks to), [`resp`]
+//! 4. [`response`]: status lines and headers. Pure. [`log`](mod@log): one line per
+//!    event. [`limits`]: every limit a client can run into.
+//! 5. [`event`]: event ids (`ms-seq`), targets, the encoded event. Pure.
+//! 6. [`connection`]: one stream as other threads see it: the writer lock
+//!    and the outbox that keeps publishers from waiting on slow sockets.
+//! 7. [`registry`]: who is connected; [`history`]: replay and gaps;
+//!    [`state`]: what every thread shares, and the lock that orders events.
+//! 8. [`stream`]: the life of one stream: its start, ticks, and disconnect
+//!    detection with `peek`.
+//! 9. [`publish`]: pushing to a user or to everyone.
+//! 10. [`server`]: the accept loop, the thread per connection, dispatch,
+//!     shutdown. [`net`]: the socket helpers everyone uses.
+//! 11. [`config`]: every flag.
+//! 12. Cluster mode: [`event_log`] (the seam the core talks to), [`resp`]
 //!     (RESP2, pure, the second protocol lesson), [`redis`] (one
 //!     connection with timeouts), [`cluster`] (the Redis stream as the
 //!     shared log, its reader thread, users across instances).
 //!
 //! Architecture invariants, stated as absences:
-//! - `request`, `route`, `sse`, `response`, `json` and `history` never
-//!   touch a socket.
-//! - The registry and history locks are never held while writing to a
-//!   socket. The only locks held across a write are a connection's own
-//!   writer lock (it orders writes to that one socket) and a publisher's
-//!   turn (it keeps event ids in order on every stream); every such write
-//!   is bounded by the write timeout.
+//! - `request`, `route`, `sse`, `response`, `json`, `event` and `history`
+//!   never touch a socket.
+//! - No lock but a stream's own writer lock is ever held while writing to
+//!   a socket, and only that stream's own thread ever waits for it:
+//!   publishers `try_lock` it and queue what they cannot write.
+//! - A module imports only modules on lower floors; there is no cycle:
+//!
+//! ```text
+//! floor 3  server  cluster  cluster::presence   (main.rs above them)
+//! floor 2  stream  publish  cluster::schema
+//! floor 1  state  registry  connection  history  net  config  event_log  redis
+//! floor 0  request  route  sse  json  response  event  log  limits  resp
+//! ```
 //! - Nothing a client sends is `unwrap`ped, nor anything a Redis server
 //!   sends.
 //! - The core (`publish`, `stream`, `server`, `state`) never imports the
@@ -58,6 +66,7 @@ pub mod request;
 pub mod resp;
 pub mod response;
 pub mod route;
+pub mod schedule;
 pub mod server;
 pub mod sse;
 pub mod state;

@@ -155,7 +155,7 @@ pub fn publish(
         (stored, queued)
     };
     let delivered = queued.delivered;
-    spread_over_threads(&queued.to_flush, |connection| connection.flush());
+    flush_starting_anywhere(queued.to_flush, stored.id);
     log!(
         "publish id={} target={} event={} delivered={delivered} bytes={} took={}us",
         stored.id,
@@ -178,8 +178,20 @@ pub fn deliver(shared: &Shared, stored: &Arc<StoredEvent>) -> usize {
         queued
     };
     shared.notify_delivered();
-    spread_over_threads(&queued.to_flush, |connection| connection.flush());
-    queued.delivered
+    let delivered = queued.delivered;
+    flush_starting_anywhere(queued.to_flush, stored.id);
+    delivered
+}
+
+/// Flushes the streams an event was queued on. The writes start somewhere
+/// else each time (picked from the event's id), so the same streams are
+/// not always the last to get a broadcast.
+fn flush_starting_anywhere(mut to_flush: Vec<Arc<Connection>>, id: EventId) {
+    if !to_flush.is_empty() {
+        let start = (id.ms ^ id.seq.rotate_left(17)) as usize % to_flush.len();
+        to_flush.rotate_left(start);
+    }
+    spread_over_threads(&to_flush, |connection| connection.flush());
 }
 
 /// What queueing an event found.

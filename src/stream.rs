@@ -40,15 +40,9 @@ use crate::log;
 use crate::net::{finish_reply, is_timeout, MIN_SOCKET_TIMEOUT};
 use crate::registry::{now_ms, Registration};
 use crate::response::{stream_head, write_stream_head};
+use crate::schedule::TickSchedule;
 use crate::sse;
 use crate::state::Shared;
-
-/// Streams whose period (interval, else heartbeat) is longer than this get
-/// precise ticks (see [`part_to_sleep_now`]).
-const PRECISE_PERIODS_OVER: Duration = Duration::from_secs(1);
-
-/// A wait this short fires within the timer wheel's finest level (a few ms).
-const FINE_WAIT: Duration = Duration::from_millis(200);
 
 /// Room for the response head plus `retry:`, and for a tick frame (a long
 /// userId full of escapes makes it grow, once).
@@ -208,22 +202,22 @@ enum Wake {
 /// Ticks, heartbeats and catching up on queued events until the stream
 /// ends; returns why it ended.
 fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> EndReason {
-    let interval = shared.config.interval;
     let heartbeat = shared.config.heartbeat;
-    let mut next_tick = interval.map(|every| next_boundary(shared.started, every, Instant::now()));
-    let precise = interval.or(heartbeat) > Some(PRECISE_PERIODS_OVER);
+    let mut ticks = shared.config.interval.map(|interval| {
+        let phase = Duration::from_nanos(random_u64(connection.id));
+        TickSchedule::new(shared.started, interval, phase, Instant::now())
+    });
+    let mut socket_timeout = SocketTimeout::default();
     let mut discarded = 0;
     loop {
         // 1. A tick that is due (it writes what is queued first).
         let now = Instant::now();
-        if let (Some(tick_at), Some(every)) = (next_tick, interval) {
-            if tick_at <= now {
-                if let Err(reason) = send_tick(shared, connection, &mut frame) {
-                    return reason;
-                }
-                next_tick = Some(next_boundary(shared.started, every, Instant::now()));
-                continue;
+        if let Some(schedule) = ticks.as_mut().filter(|schedule| schedule.next() <= now) {
+            if let Err(reason) = send_tick(shared, connection, &mut frame) {
+                return reason;
             }
+            schedule.advance_past(Instant::now());
+            continue;
         }
         // 2. A heartbeat that is due.
         let heartbeat_in =
@@ -238,15 +232,15 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         //    cannot wake this thread, so it looks at its outbox at least
         //    every `--write-timeout` (a stream that fell behind is caught up
         //    or ended as stalled within two of them).
-        let tick_in = next_tick.map(|tick_at| tick_at.saturating_duration_since(now));
+        let tick_in = ticks.map(|schedule| schedule.next().saturating_duration_since(now));
         let wait = [tick_in, heartbeat_in, Some(shared.config.write_timeout)]
             .into_iter()
             .flatten()
             .min();
-        match wait_for_client(
-            connection,
-            wait.map(|wait| part_to_sleep_now(wait, precise)),
-        ) {
+        if let Err(reason) = socket_timeout.set(connection, wait) {
+            return reason;
+        }
+        match wait_for_client(connection) {
             Wake::Deadline | Wake::Interrupted => {}
             Wake::Data(count) => {
                 discarded += count;
@@ -262,6 +256,42 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
                 return reason;
             }
         }
+    }
+}
+
+/// A socket read timeout within this much of the one already set is kept:
+/// setting it costs a system call per frame, and the timer is coarser than
+/// this anyway.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+
+/// The read timeout set on the socket, so it is changed only when needed.
+#[derive(Debug, Default)]
+struct SocketTimeout {
+    current: Option<Duration>,
+}
+
+impl SocketTimeout {
+    /// Makes the socket's read timeout `wait` (`None`: no deadline), unless
+    /// the one set is within [`TIMEOUT_SLACK`] of it. Returns the timeout
+    /// now in effect.
+    fn set(
+        &mut self,
+        connection: &Connection,
+        wait: Option<Duration>,
+    ) -> Result<Option<Duration>, EndReason> {
+        // A zero timeout means "block forever" to the OS.
+        let wait = wait.map(|wait| wait.max(MIN_SOCKET_TIMEOUT));
+        let close_enough = match (self.current, wait) {
+            (Some(current), Some(wait)) => current.max(wait) - current.min(wait) <= TIMEOUT_SLACK,
+            (current, wait) => current == wait,
+        };
+        if !close_enough {
+            if connection.stream().set_read_timeout(wait).is_err() {
+                return Err(connection.record_end(EndReason::ReadError));
+            }
+            self.current = wait;
+        }
+        Ok(self.current)
     }
 }
 
@@ -297,34 +327,10 @@ fn send_tick(
     Ok(())
 }
 
-/// The part of a wait to sleep now, in one go.
-///
-/// Linux serves a socket timeout from its timer wheel, whose granularity
-/// grows with the timeout: a timer may fire up to 1/8 of its duration late
-/// (measured here: a 1 s timeout up to 34 ms, a 3 s one up to 200 ms). So,
-/// when `precise`, a long wait sleeps 7/8 of the time, wakes early, and
-/// goes on the same way until the rest is short enough to fire within a
-/// few ms: about three wakeups per 3 s tick. Periods of 1 s or less are not
-/// split: each extra wakeup costs about as much CPU as writing the frame
-/// (measured: 22 instead of 15 µs per frame at a 1 s interval), to gain at
-/// most a few tens of ms.
-fn part_to_sleep_now(wait: Duration, precise: bool) -> Duration {
-    if precise && wait > FINE_WAIT {
-        wait - wait / 8
-    } else {
-        wait
-    }
-}
-
-/// Blocks until the client sends something, leaves, or `wait` passes
-/// (`None`: no deadline at all).
-fn wait_for_client(connection: &Connection, wait: Option<Duration>) -> Wake {
+/// Blocks until the client sends something, leaves, or the socket's read
+/// timeout passes.
+fn wait_for_client(connection: &Connection) -> Wake {
     let socket = connection.stream();
-    // A zero timeout means "block forever" to the OS.
-    let wait = wait.map(|wait| wait.max(MIN_SOCKET_TIMEOUT));
-    if socket.set_read_timeout(wait).is_err() {
-        return Wake::End(connection.record_end(EndReason::ReadError));
-    }
     let mut probe = [0u8; 1];
     match socket.peek(&mut probe) {
         Ok(0) => Wake::End(connection.record_end(EndReason::Eof)),
@@ -358,15 +364,6 @@ fn discard_input(connection: &Connection) -> Wake {
     }
 }
 
-/// The first multiple of `every` since `started` that lies after `now`.
-fn next_boundary(started: Instant, every: Duration, now: Instant) -> Instant {
-    let every_ns = every.as_nanos().max(1);
-    let elapsed_ns = now.saturating_duration_since(started).as_nanos();
-    let ticks = elapsed_ns / every_ns + 1;
-    let offset = Duration::from_nanos(u64::try_from(ticks * every_ns).unwrap_or(u64::MAX));
-    started + offset
-}
-
 /// `base` plus up to [`RETRY_JITTER_MS`] random milliseconds, in ms. The
 /// jitter spreads reconnections out: after a restart, thousands of
 /// browsers would otherwise all come back in the same millisecond.
@@ -388,30 +385,22 @@ fn random_u64(seed: u64) -> u64 {
 mod tests {
     use super::*;
 
-    #[track_caller]
-    fn check_boundary(every_ms: u64, now_ms: u64, expected_ms: u64) {
-        let started = Instant::now();
-        let now = started + Duration::from_millis(now_ms);
-        let next = next_boundary(started, Duration::from_millis(every_ms), now);
-        assert_eq!(next - started, Duration::from_millis(expected_ms));
-    }
-
     #[test]
-    fn ticks_fall_on_multiples_of_the_interval() {
-        check_boundary(3000, 0, 3000);
-        check_boundary(3000, 1, 3000);
-        check_boundary(3000, 2999, 3000);
-        check_boundary(3000, 3000, 6000);
-        check_boundary(50, 1234, 1250);
-    }
-
-    #[test]
-    fn only_long_waits_of_long_periods_are_split() {
+    fn the_socket_timeout_is_set_only_when_it_changes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("test setup");
+        let _client = TcpStream::connect(listener.local_addr().expect("test setup"));
+        let socket = Arc::new(listener.accept().expect("test setup").0);
+        let peer = "127.0.0.1:1".parse().expect("test setup");
+        let connection = Connection::new(1, "a".into(), peer, socket, Duration::from_secs(1));
         let ms = Duration::from_millis;
-        assert_eq!(part_to_sleep_now(ms(3000), true), ms(2625));
-        assert_eq!(part_to_sleep_now(ms(400), true), ms(350));
-        assert_eq!(part_to_sleep_now(ms(150), true), ms(150));
-        assert_eq!(part_to_sleep_now(ms(3000), false), ms(3000));
+        let mut timeout = SocketTimeout::default();
+        assert_eq!(timeout.set(&connection, Some(ms(1000))), Ok(Some(ms(1000))));
+        assert_eq!(timeout.set(&connection, Some(ms(999))), Ok(Some(ms(1000))));
+        assert_eq!(timeout.set(&connection, Some(ms(1002))), Ok(Some(ms(1002))));
+        assert_eq!(timeout.set(&connection, Some(ms(0))), Ok(Some(ms(1))));
+        assert_eq!(timeout.set(&connection, None), Ok(None));
+        let socket_says = connection.stream().read_timeout().expect("read timeout");
+        assert_eq!(socket_says, None);
     }
 
     #[test]

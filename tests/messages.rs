@@ -455,3 +455,36 @@ fn sigterm_shuts_down_gracefully() {
         5
     );
 }
+
+/// Ids keep increasing across a restart: a browser that comes back with an
+/// id from the earlier run gets a `gap` (that run's later events are gone),
+/// then everything the new run holds, instead of silently nothing.
+#[test]
+fn an_id_from_an_earlier_run_gets_a_gap_then_the_new_history() {
+    let first_run = push_server(&[]);
+    first_run.post("/broadcast", "from the first run");
+    let old_id = first_run.id(1);
+    drop(first_run);
+    let second_run = push_server(&[]);
+    second_run.post("/broadcast", "new one");
+    second_run.post("/broadcast", "new two");
+    let new_ids = [second_run.id(1), second_run.id(2)];
+    let numeric = |id: &str| {
+        let (ms, seq) = id.split_once('-').expect("ms-seq");
+        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+    };
+    assert!(
+        numeric(&new_ids[0]) > numeric(&old_id),
+        "{new_ids:?} vs {old_id}"
+    );
+    let mut client = second_run.open_stream_with("/sse/a", &format!("Last-Event-ID: {old_id}\r\n"));
+    let gap = client.next_pushed_raw();
+    assert!(gap.contains("\nevent: gap\n"), "{gap:?}");
+    assert!(gap.contains(&format!("\"after\":\"{old_id}\"")), "{gap:?}");
+    assert_eq!(client.next_pushed(), "id: 1\ndata: new one\n\n");
+    assert_eq!(client.next_pushed(), "id: 2\ndata: new two\n\n");
+    // An id that is not ours at all gets the same treatment.
+    let mut stranger = second_run.open_stream_with("/sse/a", "Last-Event-ID: tab-42\r\n");
+    assert!(stranger.next_pushed_raw().contains("\"after\":null"));
+    assert_eq!(stranger.next_pushed(), "id: 1\ndata: new one\n\n");
+}

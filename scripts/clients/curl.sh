@@ -46,8 +46,8 @@ stream_with_times "$SSE_URL/sse/$user" "$WORK/live" 3
 wait_for_line "$WORK/live" $'\t:' 3 >/dev/null || fail "live stream did not start"
 reply=$(curl -sS --max-time 5 -w '\n%{http_code}' -d "hello from curl" "$SSE_URL/send/$user?event=chat" || true)
 check "curl -d to /send answers 202 (${reply##*$'\n'})" test "${reply##*$'\n'}" = 202
-check "the reply has an id and delivered=1 (${reply%$'\n'*})" matches "${reply%$'\n'*}" '^\{"id":[0-9]+,"delivered":1\}$'
-chat_id=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$reply")
+check "the reply has an id and delivered=1 (${reply%$'\n'*})" matches "${reply%$'\n'*}" '^\{"id":"[0-9]+-[0-9]+","delivered":1\}$'
+chat_id=$(sed -n 's/.*"id":"\([0-9]*-[0-9]*\)".*/\1/p' <<<"$reply")
 check "the stream got it" wait_for_line "$WORK/live" $'\tdata: hello from curl' 2 >/dev/null
 publish "/broadcast" $'line one\nline two'
 if latency=$(arrival_ms "$WORK/live" "data: line two" "$PUBLISH_SENT_AT" 2); then

@@ -83,7 +83,7 @@ publish() {
   exec {fd}<&-
   PUBLISH_STATUS=$(sed -n '1s/^HTTP\/1.1 \([0-9]*\).*/\1/p' <<<"$reply")
   PUBLISH_BODY=${reply#*$'\r\n\r\n'}
-  PUBLISH_ID=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' <<<"$PUBLISH_BODY")
+  PUBLISH_ID=$(sed -n 's/.*"id":"\([0-9]*-[0-9]*\)".*/\1/p' <<<"$PUBLISH_BODY")
 }
 
 # arrival_ms OUT LINE SINCE SECONDS: wait for LINE in a stream_with_times file, print the
