@@ -38,7 +38,7 @@
 pub mod presence;
 pub mod schema;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -363,8 +363,6 @@ pub struct Health {
     up: AtomicBool,
     /// `host:port`, for the log lines.
     address: String,
-    /// Times Redis went down, for tests and the curious.
-    outages: AtomicUsize,
 }
 
 impl Health {
@@ -372,7 +370,6 @@ impl Health {
         Health {
             up: AtomicBool::new(true),
             address,
-            outages: AtomicUsize::new(0),
         }
     }
 
@@ -383,7 +380,6 @@ impl Health {
     /// Something failed talking to Redis.
     pub fn down(&self, error: &RedisError) {
         if self.up.swap(false, Ordering::AcqRel) {
-            self.outages.fetch_add(1, Ordering::Relaxed);
             log!(
                 "redis down address={} error={}",
                 self.address,
