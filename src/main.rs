@@ -68,18 +68,23 @@ fn run(config: Config) -> std::io::Result<()> {
         }
     }
     sse_server::log!("max-clients={max_clients} ({source})");
-    let server = match cluster {
+    let server = match &cluster {
         None => Server::new(listener, config, max_clients),
         Some((cluster, start)) => {
             let log: Arc<dyn ExternalLog> = cluster.clone();
-            let shared = Shared::with_external_log(config, max_clients, log, start);
+            let shared = Shared::with_external_log(config, max_clients, log, *start);
             let server = Server::with_shared(listener, Arc::new(shared));
-            cluster.start(server.shared(), start)?;
+            cluster.start(server.shared(), *start)?;
             server
         }
     };
     install_shutdown_handler(&server)?;
     server.run();
+    // After a graceful shutdown, our users leave the cluster-wide count at
+    // once instead of when their presence expires.
+    if let Some((cluster, _)) = cluster {
+        cluster.leave();
+    }
     Ok(())
 }
 

@@ -424,3 +424,34 @@ fn a_bad_redis_url_exits_2() {
         "sse-server: --redis: port is not a number from 1 to 65535"
     );
 }
+
+/// A graceful shutdown (SIGTERM, feature `ctrlc`) removes the instance's
+/// presence at once, so its users leave the count without waiting for the
+/// TTL.
+#[cfg(all(unix, feature = "ctrlc"))]
+#[test]
+fn a_graceful_shutdown_removes_the_instance_presence() {
+    let Some(redis) = RedisServer::start("a_graceful_shutdown_removes_the_instance_presence")
+    else {
+        return;
+    };
+    let (a, mut b) = (instance(&redis), instance(&redis));
+    let _ivy = b.open_stream("ivy");
+    assert_users_become(&a, 1);
+    let line = b
+        .wait_for_log("cluster redis=", Duration::from_secs(1))
+        .expect("cluster line");
+    let instance = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("instance="))
+        .expect("instance=")
+        .to_string();
+    let set = format!("sse:presence:{instance}");
+    assert_eq!(redis.command(&["EXISTS", &set]), Value::Integer(1));
+    b.terminate();
+    assert_eq!(b.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(redis.command(&["EXISTS", &set]), Value::Integer(0));
+    let gone = redis.command(&["HEXISTS", "sse:instances", &instance]);
+    assert_eq!(gone, Value::Integer(0));
+    assert_users_become(&a, 0);
+}

@@ -156,6 +156,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Removes this instance's presence (after a graceful shutdown), so its
+    /// users leave the count now rather than when their set expires.
+    pub fn leave(&self) {
+        let left = self
+            .pool
+            .with_connection(|connection| self.presence.leave(connection));
+        if let Err(error) = left {
+            log!(
+                "presence not removed error={}",
+                crate::json::Quoted(&error.to_string())
+            );
+        }
+    }
+
     /// The reader: `XREAD BLOCK` after the last id delivered, each entry to
     /// the local streams; on failure, reconnect with a capped backoff and
     /// resume after the same id. Ends at shutdown.

@@ -111,6 +111,13 @@ impl Presence {
         }
     }
 
+    /// Deletes this instance's set and its entry in the instances hash.
+    pub fn leave(&self, connection: &mut Connection) -> Result<(), RedisError> {
+        connection.command(&["DEL", &self.set_key])?;
+        connection.command(&["HDEL", &self.instances_key, &self.instance])?;
+        Ok(())
+    }
+
     /// Sleeps at least [`PRESENCE_MIN_GAP`] and at most [`PRESENCE_REFRESH`]
     /// after `started`, waking early when local users changed.
     fn wait_for_next(&self, started: Instant) {
