@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl through nginx,
-# Chromium on a cluster behind nginx) against freshly built servers. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
+# Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl and
+# sse-server listen through nginx, sse-server listen/publish, Chromium on a cluster behind nginx)
+# against freshly built servers, and the parser differential test. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS="$ROOT/scripts/clients"
@@ -24,7 +25,8 @@ missing() {
   command -v python3 >/dev/null || what+=(python3)
   command -v redis-server >/dev/null || what+=(redis-server)
   command -v node >/dev/null || what+=(node)
-  [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource ]] || what+=(node_modules)
+  [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource &&
+    -d $CLIENTS/node_modules/eventsource-parser ]] || what+=(node_modules)
   echo "${what[*]}"
 }
 if [[ -n $(missing) && ${CI:-} == true ]]; then "$CLIENTS/install.sh" || err "scripts/clients/install.sh failed"; fi
@@ -37,7 +39,8 @@ fi
 # SSE_BIN runs another build of the server (then nothing is built). The browser check also
 # wants a build with graceful shutdown, for the page's handling of the `shutdown` event.
 if [[ -z ${SSE_BIN:-} ]]; then
-  (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --features ctrlc --target-dir target/ctrlc) ||
+  (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example eventstream_dump &&
+    cargo build --release --quiet --features ctrlc --target-dir target/ctrlc) ||
     { err "cargo build --release failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 LOG="$WORK/server.log"
@@ -83,16 +86,18 @@ run_client curl "curl" bash "$CLIENTS/curl.sh"
 run_client node-eventsource "node node_modules" node "$CLIENTS/node-eventsource.mjs"
 run_client browser "node node_modules chromium" node "$CLIENTS/browser.mjs"
 run_client nginx "curl nginx python3" bash "$CLIENTS/nginx.sh"
+run_client listen "" bash "$CLIENTS/listen.sh"
+run_client parser-diff "node node_modules" node "$CLIENTS/parser-diff.mjs"
 run_client browser-cluster "node node_modules chromium nginx redis-server python3" node "$CLIENTS/browser-cluster.mjs"
 
 # 4. One row per client.
 echo
-printf '%-17s %-9s %-6s %-6s %-13s %-6s %-13s %s\n' client connected frames pushed Last-Event-ID close "first byte ms" "push ms"
+printf '%-17s %-9s %-6s %-6s %-13s %-5s %-6s %-13s %s\n' client connected frames pushed Last-Event-ID hole close "first byte ms" "push ms"
 while read -r _ fields; do
-  declare -A row=([connected]=- [frames]=- [pushed]=- [reconnect]=- [close]=- [first_byte_ms]=- [latency_ms]=-)
+  declare -A row=([connected]=- [frames]=- [pushed]=- [reconnect]=- [hole]=- [close]=- [first_byte_ms]=- [latency_ms]=-)
   for field in $fields; do row[${field%%=*}]=${field#*=}; done
-  printf '%-17s %-9s %-6s %-6s %-13s %-6s %-13s %s\n' "${row[client]}" "${row[connected]}" "${row[frames]}" \
-    "${row[pushed]}" "${row[reconnect]}" "${row[close]}" "${row[first_byte_ms]}" "${row[latency_ms]}"
+  printf '%-17s %-9s %-6s %-6s %-13s %-5s %-6s %-13s %s\n' "${row[client]}" "${row[connected]}" "${row[frames]}" \
+    "${row[pushed]}" "${row[reconnect]}" "${row[hole]}" "${row[close]}" "${row[first_byte_ms]}" "${row[latency_ms]}"
   unset row
 done <"$WORK/results"
 echo

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Smoke test with curl: build, start the server on a free port, check headers, frames, a pushed
-# message and the close log line. Usage: scripts/smoke.sh  (SSE_SERVER_BIN=path skips the build)
+# Smoke test: build, start the server on a free port, compare the stream's first bytes with
+# scripts/golden/stream.txt (curl, raw bytes), check headers, frames, a pushed message (sse-server
+# publish/listen) and the close log line. Usage: scripts/smoke.sh [--update-golden]
+# (SSE_SERVER_BIN=path skips the build)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -8,6 +10,14 @@ unset SSE_PUBLISH_TOKEN # publishing from loopback needs no token
 err() { echo "smoke: $*" >&2; }
 
 command -v curl >/dev/null || { err "curl is required"; echo "0 passed, 1 failed"; exit 1; }
+
+update_golden=false
+case "${1:-}" in
+  --update-golden) update_golden=true ;;
+  "") ;;
+  *) err "unknown argument: $1 (usage: scripts/smoke.sh [--update-golden])"; exit 2 ;;
+esac
+golden=scripts/golden/stream.txt
 
 passed=0
 failed=0
@@ -22,10 +32,12 @@ if [ -z "$binary" ]; then
   binary=target/release/sse-server
 fi
 log=$(mktemp)
+raw=$(mktemp)
+transcript=$(mktemp)
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -f "$log"
+  rm -f "$log" "$log.listen" "$raw" "$transcript"
 }
 trap cleanup EXIT
 
@@ -40,6 +52,30 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 [ -n "$base" ] || { err "server did not start"; cat "$log" >&2; exit 1; }
+
+# 0. The golden transcript: what `curl -sN -i` receives, byte for byte, up to the second timer
+#    frame, against scripts/golden/stream.txt. It runs first, while this is the only stream, so
+#    "users":1 is exact. Only what must vary is replaced by a placeholder: the Date value (which
+#    must still be an IMF-fixdate, RFC 9110 §5.6.7), the retry: jitter, the event id (which
+#    must still be `ms-seq`) and the frame's millisecond time. Each CR of the head is shown as a visible `\r`
+#    so the file stays plain text and a diff shows it.
+rc=0
+curl -sS -N -i --max-time 1.2 "$base/sse/golden" >"$raw" 2>/dev/null || rc=$?
+sed -E \
+  -e 's/\r$/\\r/' \
+  -e 's/^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT\\r$/Date: <date>\\r/' \
+  -e 's/^retry: [0-9]+$/retry: <ms>/' \
+  -e 's/^id: [0-9]{13}-[0-9]+$/id: <ms>-<seq>/' \
+  -e 's/"time":[0-9]{13}\}$/"time":<ms>}/' \
+  "$raw" | awk '{ print } /^data: / { frames++ } frames == 2 && /^$/ { exit }' >"$transcript"
+if [ "$update_golden" = true ]; then
+  mkdir -p "$(dirname "$golden")"
+  cp "$transcript" "$golden"
+  echo "wrote $golden"
+fi
+if diff -u "$golden" "$transcript" >&2; then golden_rc=0; else golden_rc=1; err "the stream's first bytes differ from $golden (- expected, + received); if the change is meant, run scripts/smoke.sh --update-golden and commit the file"; fi
+check "curl got the head and two frames within 1.2 s (exit $rc)" "$([ "$rc" -eq 28 ]; echo $?)"
+check "first bytes match $golden" "$golden_rc"
 
 # 1. Headers and at least two frames. curl exits 28 when --max-time ends the endless stream.
 rc=0
@@ -61,18 +97,19 @@ for _ in $(seq 1 40); do
 done
 check "close is logged" "$closed"
 
-# 3. A message published with curl -d arrives in a curl -N stream.
-stream_out=$(mktemp)
-curl -sS -N --max-time 3 "$base/sse/pushy" >"$stream_out" 2>/dev/null &
-curl_pid=$!
+# 3. A message published with `sse-server publish` arrives at `sse-server listen`, which exits 0
+# once it has the one event it waits for (or 1 after 5 s).
+"$binary" listen "$base/sse/pushy" --event greeting --count 1 --timeout 5s >"$log.listen" 2>/dev/null &
+listen_pid=$!
 for _ in $(seq 1 40); do grep -q 'open user="pushy"' "$log" && break; sleep 0.05; done
-reply=$(curl -sS --max-time 5 -d 'hello from curl' "$base/send/pushy?event=greeting") || true
-check "publish answers 202 json" "$(contains "$reply" '"delivered":1'; echo $?)"
-wait "$curl_pid" || true
-pushed=$(cat "$stream_out"); rm -f "$stream_out"
+reply=$("$binary" publish "$base" --to pushy --event greeting 'hello from publish') || true
+rc=0; wait "$listen_pid" || rc=$?
+check "publish prints the 202 reply" "$(contains "$reply" '"delivered":1}'; echo $?)"
 pushed_id=$(sed -n 's/.*"id":"\([0-9]*-[0-9]*\)".*/\1/p' <<<"$reply")
 check "the reply's id is ms-seq ($pushed_id)" "$([ -n "$pushed_id" ]; echo $?)"
-check "pushed event arrives" "$(contains "$pushed" "id: $pushed_id"$'\nevent: greeting\ndata: hello from curl\n\n'; echo $?)"
+check "listen exits 0 with the pushed event and its id" \
+  "$([ "$rc" -eq 0 ] && contains "$(cat "$log.listen")" '{"id":"'"$pushed_id"'","event":"greeting","data":"hello from publish"}'; echo $?)"
+check "curl -d publishes too" "$(contains "$(curl -sS --max-time 5 -d x "$base/broadcast")" '"delivered":'; echo $?)"
 
 # 4. Error answers.
 code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/nope") || true

@@ -4,14 +4,16 @@
 //! a [`ConfigError`]; `main.rs` prints it on one line and exits with 2.
 
 use std::fmt;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::limits::{
     DEFAULT_HEARTBEAT, DEFAULT_HISTORY, DEFAULT_INTERVAL, DEFAULT_RETRY, DEFAULT_WRITE_TIMEOUT,
-    MIN_PERIOD,
+    MAX_SUBSCRIBE_SECRET_BYTES, MIN_PERIOD, MIN_SUBSCRIBE_SECRET_BYTES,
 };
 use crate::route::percent_decode;
+use crate::token::Secret;
 
 /// The default port, as in the original example.
 pub const DEFAULT_PORT: u16 = 3000;
@@ -49,6 +51,9 @@ pub struct Config {
     pub publish_token: Option<String>,
     /// Value of `Access-Control-Allow-Origin` (`--allow-origin`).
     pub allow_origin: Option<String>,
+    /// Key that signs subscriber tokens (`--subscribe-secret-file` or
+    /// `$SSE_SUBSCRIBE_SECRET`); with one, `GET /sse/{user}` needs a token.
+    pub subscribe_secret: Option<Secret>,
     /// Log every tick too (`--verbose`).
     pub verbose: bool,
     /// Cluster mode: the Redis server holding the shared event log
@@ -72,6 +77,7 @@ impl Default for Config {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             publish_token: None,
             allow_origin: None,
+            subscribe_secret: None,
             verbose: false,
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
@@ -104,6 +110,8 @@ pub const USAGE: &str = "\
 sse-server: a Server-Sent Events server on the Rust standard library
 
 usage: sse-server [options]
+       sse-server listen URL [options]           read an event stream (sse-server listen --help)
+       sse-server publish URL [options] DATA|-   send one event (sse-server publish --help)
 
   --bind ADDR            address to listen on (default 127.0.0.1; ::1 for IPv6)
   --port PORT            port to listen on, 0 for a free one (default 3000, or $PORT)
@@ -116,6 +124,9 @@ usage: sse-server [options]
   --publish-token TOKEN  require `Authorization: Bearer TOKEN` to publish
                          (default: $SSE_PUBLISH_TOKEN; without a token only loopback may publish)
   --allow-origin ORIGIN  send Access-Control-Allow-Origin: ORIGIN on /sse and /users
+  --subscribe-secret-file PATH
+                         sign subscriber tokens with this file's bytes (at least 32); then
+                         GET /sse/USER needs ?token= (default: $SSE_SUBSCRIBE_SECRET)
   --redis URL            cluster mode: share events through Redis at
                          redis://[[user]:password@]host[:port][/db] (default: $SSE_REDIS_URL)
   --redis-prefix P       first part of every Redis key (default sse)
@@ -124,6 +135,9 @@ usage: sse-server [options]
   --version              print the version
 
 DUR is a number with a unit: 500ms, 3s, 1m.
+
+usage: sse-server token USER [--ttl DUR] [--subscribe-secret-file PATH]
+  prints a subscriber token for USER, valid for --ttl (default 1h, at most 24h)
 ";
 
 /// Parses the arguments after the program name. `env` looks up environment
@@ -173,6 +187,10 @@ pub fn parse_args(
             }
         }
     }
+    // The flag beats the environment, as for the port.
+    if config.subscribe_secret.is_none() {
+        config.subscribe_secret = secret_from_env(&env)?;
+    }
     Ok(Command::Run(config))
 }
 
@@ -203,11 +221,63 @@ fn apply_flag(
         }
         "--publish-token" => config.publish_token = Some(parse_header_value(flag, &value()?)?),
         "--allow-origin" => config.allow_origin = Some(parse_header_value(flag, &value()?)?),
+        "--subscribe-secret-file" => config.subscribe_secret = Some(read_secret_file(&value()?)?),
+        "--subscribe-secret" => {
+            return Err(ConfigError(
+                "--subscribe-secret: a secret on the command line shows in ps; \
+                 use --subscribe-secret-file PATH or $SSE_SUBSCRIBE_SECRET"
+                    .into(),
+            ))
+        }
         "--redis" => config.redis = Some(parse_redis_url(flag, &value()?)?),
         "--redis-prefix" => config.redis_prefix = parse_redis_prefix(flag, &value()?)?,
         _ => return Err(ConfigError(format!("unknown flag: {flag} (see --help)"))),
     }
     Ok(())
+}
+
+/// The subscribe secret from `$SSE_SUBSCRIBE_SECRET`, if set. Set but
+/// empty or short is an error, not "no secret": a server that was meant to
+/// check tokens must not start open.
+pub fn secret_from_env(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    env("SSE_SUBSCRIBE_SECRET")
+        .map(|text| checked_secret("$SSE_SUBSCRIBE_SECRET", text.into_bytes()))
+        .transpose()
+}
+
+/// Reads the subscribe secret from a file: its bytes, without trailing line
+/// breaks (so `openssl rand -hex 32 > FILE` works as it stands).
+pub fn read_secret_file(path: &str) -> Result<Secret, ConfigError> {
+    let flag = "--subscribe-secret-file";
+    let cannot =
+        |error: std::io::Error| ConfigError(format!("{flag}: cannot read {path}: {error}"));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_SUBSCRIBE_SECRET_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(cannot)?;
+    if bytes.len() > MAX_SUBSCRIBE_SECRET_BYTES {
+        return Err(ConfigError(format!(
+            "{flag}: {path} is over {MAX_SUBSCRIBE_SECRET_BYTES} bytes, not a secret"
+        )));
+    }
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    checked_secret(flag, bytes)
+}
+
+fn checked_secret(source: &str, bytes: Vec<u8>) -> Result<Secret, ConfigError> {
+    let length = bytes.len();
+    Secret::new(bytes).ok_or_else(|| {
+        ConfigError(format!(
+            "{source}: the secret is {length} bytes, it needs at least {MIN_SUBSCRIBE_SECRET_BYTES}"
+        ))
+    })
 }
 
 /// Parses `500ms`, `3s`, `1m` (and `0`, with or without a unit).
@@ -547,6 +617,96 @@ mod tests {
         };
         assert_eq!(config.port, 8080);
         assert_eq!(config.publish_token.as_deref(), Some("s3cret"));
+    }
+
+    /// A scratch file with `contents`, removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!("sse-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).expect("test setup");
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("test setup")
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn secret_of(args: &[&str], env_secret: Option<&str>) -> Result<Option<Secret>, ConfigError> {
+        let env = |name: &str| {
+            (name == "SSE_SUBSCRIBE_SECRET")
+                .then(|| env_secret.map(String::from))
+                .flatten()
+        };
+        match parse_args(args.iter().map(|arg| arg.to_string()), env)? {
+            Command::Run(config) => Ok(config.subscribe_secret),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subscribe_secret_from_file_or_environment() {
+        let long = "k".repeat(32);
+        let expected = Ok(Secret::new(long.clone().into_bytes()));
+        assert_eq!(secret_of(&[], None), Ok(None));
+        assert_eq!(secret_of(&[], Some(&long)), expected);
+        let file = TempFile::new("secret-ok", format!("{long}\r\n").as_bytes());
+        let from_file = secret_of(&["--subscribe-secret-file", file.path()], None);
+        assert_eq!(from_file, expected);
+        // The file beats a short (otherwise fatal) environment variable.
+        let both = secret_of(&["--subscribe-secret-file", file.path()], Some("short"));
+        assert_eq!(both, expected);
+    }
+
+    #[test]
+    fn bad_subscribe_secrets_are_errors() {
+        let short = |source: &str, length: usize| {
+            Err(ConfigError(format!(
+                "{source}: the secret is {length} bytes, it needs at least 32"
+            )))
+        };
+        assert_eq!(secret_of(&[], Some("")), short("$SSE_SUBSCRIBE_SECRET", 0));
+        let thirty_one = "k".repeat(31);
+        assert_eq!(
+            secret_of(&[], Some(&thirty_one)),
+            short("$SSE_SUBSCRIBE_SECRET", 31)
+        );
+        let file = TempFile::new("secret-short", format!("{thirty_one}\n").as_bytes());
+        assert_eq!(
+            secret_of(&["--subscribe-secret-file", file.path()], None),
+            short("--subscribe-secret-file", 31)
+        );
+        let huge = TempFile::new("secret-huge", &[b'k'; MAX_SUBSCRIBE_SECRET_BYTES + 1]);
+        let Err(ConfigError(message)) = secret_of(&["--subscribe-secret-file", huge.path()], None)
+        else {
+            panic!("a huge file is not a secret");
+        };
+        assert!(
+            message.ends_with("is over 4096 bytes, not a secret"),
+            "{message}"
+        );
+        let Err(ConfigError(message)) =
+            secret_of(&["--subscribe-secret-file", "/nonexistent/secret"], None)
+        else {
+            panic!("a missing file is an error");
+        };
+        assert!(
+            message.starts_with("--subscribe-secret-file: cannot read /nonexistent/secret: "),
+            "{message}"
+        );
+        let Err(ConfigError(message)) = secret_of(&["--subscribe-secret", &"k".repeat(40)], None)
+        else {
+            panic!("a secret flag is refused");
+        };
+        assert!(message.contains("shows in ps"), "{message}");
     }
 
     #[test]

@@ -155,6 +155,75 @@ pub const WRITE_SLICE: Duration = Duration::from_millis(10);
 /// its client: a stream further behind is ended with `reason=stalled`.
 pub const MAX_OUTBOX_BYTES: usize = 1024 * 1024;
 
+// The client side: `sse-server listen` and `sse-server publish`
+// (`src/client/`). Crossing a size limit ends the command with exit code 3
+// and a line on stderr that names it; the README has the same table.
+
+/// Largest event a client reads: one line, or all the lines of one event so
+/// far (its data and its raw text). A stream that sends more without a
+/// blank line is dropped: "event larger than the client's limit".
+pub const MAX_CLIENT_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Largest response head (status line and headers) a client reads.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
+
+/// Longest chunk-size line of a chunked body (RFC 9112 §7.1), extensions
+/// included, and longest trailer line.
+pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Most trailer bytes after the last chunk (RFC 9112 §7.1.2).
+pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Largest reply body `publish` reads and prints.
+pub const MAX_REPLY_BODY_BYTES: usize = 64 * 1024;
+
+/// Time a client waits for a TCP connection to be accepted.
+pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time a client waits for a complete response head, and `publish` for its
+/// whole reply, once the request is sent.
+pub const CLIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconnection time a client uses until the server sends `retry:`
+/// (WHATWG HTML §9.2.2 leaves the initial value to the user agent; ours, as
+/// the server's `--retry` default).
+pub const CLIENT_DEFAULT_RETRY: Duration = Duration::from_secs(3);
+
+/// Longest wait between reconnections, whatever `retry:` the server sent.
+pub const CLIENT_MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// Default `--max-reconnects` of `listen`: reconnections in a row that bring
+/// no event, before it gives up.
+pub const CLIENT_DEFAULT_MAX_RECONNECTS: u32 = 100;
+
+/// Shortest subscriber secret (`--subscribe-secret-file` or
+/// `SSE_SUBSCRIBE_SECRET`), in bytes: 256 bits, the size of the HMAC-SHA256
+/// output (RFC 2104 §3 advises a key no shorter than it). A shorter secret
+/// stops the server at start with exit status 2.
+pub const MIN_SUBSCRIBE_SECRET_BYTES: usize = 32;
+
+/// Longest subscriber secret file read, in bytes; a longer file stops the
+/// server at start with exit status 2 (it is surely the wrong file).
+pub const MAX_SUBSCRIBE_SECRET_BYTES: usize = 4096;
+
+/// Longest subscriber token, in bytes: 20 digits of expiry (`u64::MAX`), a
+/// dot and 43 characters of MAC. A longer one gets `401`.
+pub const MAX_TOKEN_BYTES: usize = 64;
+
+/// Lifetime of a minted subscriber token when none is asked for
+/// (`sse-server token USER`, `POST /token/{user}`).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Longest lifetime a token may be minted with (`--ttl`, `?ttl=`): `400`
+/// past it (exit status 2 for the CLI). A token that expires later than this
+/// from now (plus [`TOKEN_CLOCK_SKEW`]) is refused with `401`, whoever
+/// minted it.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How far another instance's clock may run ahead of ours for its tokens
+/// still to be accepted under [`MAX_TOKEN_TTL`].
+pub const TOKEN_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 /// Cluster mode: longest a reconnecting stream waits for this instance's
 /// reader to catch up with the id its client already saw on another
 /// instance (see `Shared::lock_events_caught_up`). Past it the stream

@@ -16,7 +16,17 @@ use sse_server::limits::{
 use sse_server::server::Server;
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Subcommands come first and parse their own flags.
+    match args.first().map(String::as_str) {
+        Some("listen") => return sse_server::client::listen::main(&args[1..]),
+        Some("publish") => return sse_server::client::publish::main(&args[1..]),
+        Some("token") => {
+            let rest = args[1..].iter().cloned();
+            return sse_server::auth::token_main(rest, |name| std::env::var(name).ok());
+        }
+        _ => {}
+    }
     let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {

@@ -256,7 +256,7 @@ pub fn spread_over_threads(connections: &[Arc<Connection>], work: impl Fn(&Conne
 /// Who may publish: with a token, whoever sends `Authorization: Bearer
 /// TOKEN` (`401` without it or with a wrong one, RFC 6750 §3.1); without
 /// one, only peers on loopback (`403` for others).
-fn authorize(token: Option<&str>, peer: SocketAddr, request: &Request) -> Result<(), Reply> {
+pub fn authorize(token: Option<&str>, peer: SocketAddr, request: &Request) -> Result<(), Reply> {
     let Some(token) = token else {
         return if peer.ip().to_canonical().is_loopback() {
             Ok(())

@@ -11,6 +11,7 @@
 //! | GET, HEAD   | `/users`           | JSON list of connected users   |
 //! | POST        | `/send/{userId}`   | push the body to one user      |
 //! | POST        | `/broadcast`       | push the body to everyone      |
+//! | POST        | `/token/{userId}`  | mint a subscriber token        |
 
 use crate::event::LastSeen;
 use crate::limits::{MAX_EVENT_NAME_BYTES, MAX_USER_ID_BYTES};
@@ -30,6 +31,8 @@ pub enum Route {
     Broadcast { event: Option<String> },
     /// `GET /users`.
     Users { head_only: bool },
+    /// `POST /token/{userId}?ttl=DUR`: a subscriber token (see `auth.rs`).
+    Token { user_id: String },
     /// `GET /`.
     Demo { head_only: bool },
 }
@@ -107,6 +110,10 @@ pub fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, 
             let event = parse_event_name(query)?;
             post_only(method, Route::Send { user_id, event })
         }
+        (Some("token"), Some(user_id), None) => {
+            let user_id = parse_user_id(user_id)?;
+            post_only(method, Route::Token { user_id })
+        }
         (Some("broadcast"), None, None) => {
             let event = parse_event_name(query)?;
             post_only(method, Route::Broadcast { event })
@@ -136,16 +143,20 @@ fn post_only(method: &Method, route: Route) -> Result<Route, RouteError> {
 pub fn parse_user_id(segment: &str) -> Result<String, RouteError> {
     let bytes = percent_decode(segment, false)?;
     let user_id = String::from_utf8(bytes).map_err(|_| RouteError::BadUserId)?;
-    let valid = !user_id.is_empty()
-        && user_id.len() <= MAX_USER_ID_BYTES
-        && !user_id.chars().any(char::is_control)
-        && user_id != "."
-        && user_id != "..";
-    if valid {
+    if is_valid_user_id(&user_id) {
         Ok(user_id)
     } else {
         Err(RouteError::BadUserId)
     }
+}
+
+/// The rule for a decoded userId (see [`parse_user_id`]).
+pub fn is_valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty()
+        && user_id.len() <= MAX_USER_ID_BYTES
+        && !user_id.chars().any(char::is_control)
+        && user_id != "."
+        && user_id != ".."
 }
 
 /// The `event` query parameter, if present: 1–64 characters from
@@ -309,7 +320,8 @@ mod tests {
         check(Method::OtherStandard("PUT".into()), "/users", read_only);
         let post_only = Err(RouteError::MethodNotAllowed { allow: POST_ONLY });
         check(Method::Get, "/broadcast", post_only.clone());
-        check(Method::Get, "/send/a", post_only);
+        check(Method::Get, "/send/a", post_only.clone());
+        check(Method::Get, "/token/a", post_only);
         check(
             Method::Unknown("get".into()),
             "/sse/a",
@@ -368,6 +380,23 @@ mod tests {
                 event: Some("Gap".into()),
             }),
         );
+    }
+
+    #[test]
+    fn token_route_decodes_the_user_id() {
+        let token = |user_id: &str| {
+            Ok(Route::Token {
+                user_id: user_id.to_string(),
+            })
+        };
+        check(Method::Post, "/token/alice", token("alice"));
+        check(
+            Method::Post,
+            "/token/%C3%A9l%C3%A8ve?ttl=5m",
+            token("élève"),
+        );
+        check(Method::Post, "/token/", Err(RouteError::BadUserId));
+        check(Method::Post, "/token/a/b", Err(RouteError::NotFound));
     }
 
     #[test]

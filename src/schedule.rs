@@ -12,20 +12,41 @@
 //! never drifts, the first within one interval of connecting; streams are
 //! not aligned with each other.
 //!
-//! **One wakeup per frame.** A thread waits for its next frame in `peek`
-//! with a socket read timeout, so that a disconnect wakes it at once.
-//! Linux serves socket timeouts from its timer wheel, which rounds every
-//! expiry up to the wheel's granularity at that distance (at `HZ=250`: 4 ms
-//! for waits under 252 ms, 32 ms up to 2 s, more beyond), and adds one unit
-//! of it: measured here, a 50 ms timeout fires 5–10 ms late, a 1 s one
-//! 24–36 ms late, a 3 s one 40–72 ms late. That is how late a frame can be
-//! on an idle machine. Only a second, high-resolution wait per frame
-//! (`thread::sleep`) could make it precise, and a wakeup costs about as
-//! much CPU as the frame itself; so each frame costs one wakeup, and is
-//! written within the timer's granularity of its due time, on a schedule
-//! that never drifts.
+//! **Waking on time.** A thread waits for its next frame in `peek` with a
+//! socket read timeout, so that a disconnect wakes it at once. Linux serves
+//! socket timeouts from its timer wheel, which rounds every expiry up to
+//! the wheel's granularity at that distance, up to about 1/8 of the wait
+//! (measured here, `HZ=250`: a 50 ms timeout fires 5–10 ms late, a 1 s one
+//! up to 36 ms late, a 3 s one up to 125 ms late). So:
+//! - intervals up to [`PRECISE_INTERVALS_OVER`] (1 s) take one socket wait
+//!   per frame and are written within the timer's granularity (up to about
+//!   36 ms late at 1 s): splitting the wait would cost a second wakeup per
+//!   frame, about a third more CPU per frame;
+//! - longer intervals (the default is 3 s) split the wait: sleep 7/8 of
+//!   it, wake early, and repeat until the rest is under [`FINE_WAIT`],
+//!   which fires within a few ms (see [`socket_part`]): about three
+//!   wakeups per 3 s frame, and frames a few ms from their time. Every part
+//!   is a socket wait, so a disconnect is still seen at once.
 
 use std::time::{Duration, Instant};
+
+/// Intervals longer than this get precise frames (see the module doc).
+pub const PRECISE_INTERVALS_OVER: Duration = Duration::from_secs(1);
+
+/// A wait this short fires within the timer wheel's finest level (a few ms).
+pub const FINE_WAIT: Duration = Duration::from_millis(200);
+
+/// How much of the `remaining` time until a frame is due to wait in one
+/// go: all of it for intervals up to [`PRECISE_INTERVALS_OVER`] and for
+/// short rests; 7/8 of it otherwise, so the timer, at most 1/8 late, wakes
+/// the thread before the frame is due.
+pub fn socket_part(remaining: Duration, interval: Duration) -> Duration {
+    if interval > PRECISE_INTERVALS_OVER && remaining > FINE_WAIT {
+        remaining - remaining / 8
+    } else {
+        remaining
+    }
+}
 
 /// A stream's timer-frame schedule: `start + phase + k * interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +118,15 @@ mod tests {
         check_first(1000, 250, 2600, 3250);
         check_first(1000, 1250, 0, 250);
         check_first(3000, 10, 2999, 3010);
+    }
+
+    #[test]
+    fn only_waits_for_intervals_over_a_second_are_split() {
+        assert_eq!(socket_part(ms(1000), ms(1000)), ms(1000));
+        assert_eq!(socket_part(ms(400), ms(500)), ms(400));
+        assert_eq!(socket_part(ms(3000), ms(3000)), ms(2625));
+        assert_eq!(socket_part(ms(400), ms(3000)), ms(350));
+        assert_eq!(socket_part(ms(150), ms(3000)), ms(150));
     }
 
     #[test]

@@ -18,8 +18,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth;
 use crate::config::Config;
 use crate::event::Target;
 use crate::json;
@@ -172,7 +173,7 @@ fn refuse_without_thread(stream: &TcpStream, id: u64, peer: SocketAddr, reason: 
         json::Quoted(reason)
     );
     let _ = stream.set_nonblocking(true);
-    let _ = (&*stream).write_all(&server_full_reply().to_bytes(false));
+    let _ = (&*stream).write_all(&server_full_reply().to_bytes(false, SystemTime::now()));
     let _ = stream.shutdown(Shutdown::Write);
     let mut sink = [0u8; 1024];
     for _ in 0..4 {
@@ -242,6 +243,18 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
 
 /// Runs the route. Streams go to `stream.rs`; everything else is one reply.
 fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8>, route: Route) {
+    // With a subscribe secret, a stream needs a token (auth.rs), checked before it registers.
+    if let Err(refusal) =
+        auth::check_stream(shared.config.subscribe_secret.as_ref(), &route, &request)
+    {
+        refusal.log(client.id, client.peer);
+        return finish_reply(
+            &client.stream,
+            &refusal
+                .reply()
+                .to_bytes(request.method == Method::Head, SystemTime::now()),
+        );
+    }
     if let Route::Stream {
         user_id,
         head_only: false,
@@ -276,21 +289,40 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
     let reply = match route {
         Route::Stream { .. } => {
             // `HEAD`: the same head as a stream's (RFC 9110 §9.3.2), then close.
-            let head = crate::response::stream_head(shared.config.allow_origin.as_deref());
+            let head = crate::response::stream_head(
+                shared.config.allow_origin.as_deref(),
+                SystemTime::now(),
+            );
             log_reply(client, &request, 200);
             return finish_reply(&client.stream, &head);
         }
-        Route::Demo { .. } => Reply::html(DEMO_PAGE),
+        Route::Demo { .. } => Reply::cached_page(DEMO_PAGE, request.header("If-None-Match")),
         Route::Users { .. } => users_reply(shared),
         Route::Send { user_id, event } => publish(Target::user(&user_id), event),
         Route::Broadcast { event } => publish(Target::All, event),
+        Route::Token { user_id } => {
+            let guard = publish::authorize(
+                shared.config.publish_token.as_deref(),
+                client.peer,
+                &request,
+            );
+            auth::token_reply(
+                guard,
+                shared.config.subscribe_secret.as_ref(),
+                &user_id,
+                request.query.as_deref(),
+            )
+        }
     };
     let head_only = request.method == Method::Head;
     if reply.status >= 400 {
         return reject(client, reply, head_only);
     }
     log_reply(client, &request, reply.status);
-    finish_reply(&client.stream, &reply.to_bytes(head_only));
+    finish_reply(
+        &client.stream,
+        &reply.to_bytes(head_only, SystemTime::now()),
+    );
 }
 
 /// `reply status=200 method=GET path="/users" conn=9 peer=…`.
@@ -333,7 +365,8 @@ fn users_reply(shared: &Shared) -> Reply {
         ));
     }
     body.push_str("]}");
-    let reply = Reply::json(200, body);
+    // Live data: no cache may store it (RFC 9111 §5.2.2.5).
+    let reply = Reply::json(200, body).with_header("Cache-Control", "no-store");
     match &shared.config.allow_origin {
         Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin.clone()),
         None => reply,
@@ -422,7 +455,10 @@ fn reject(client: &Client, reply: Reply, head_only: bool) {
         client.id,
         client.peer
     );
-    finish_reply(&client.stream, &reply.to_bytes(head_only));
+    finish_reply(
+        &client.stream,
+        &reply.to_bytes(head_only, SystemTime::now()),
+    );
 }
 
 /// Graceful shutdown: a farewell event to every stream, then every socket

@@ -29,7 +29,7 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::connection::{Connection, EndReason, Writer};
 use crate::event::{EventId, LastSeen};
@@ -40,7 +40,7 @@ use crate::log;
 use crate::net::{finish_reply, is_timeout, MIN_SOCKET_TIMEOUT};
 use crate::registry::{now_ms, Registration};
 use crate::response::{stream_head, write_stream_head};
-use crate::schedule::TickSchedule;
+use crate::schedule::{socket_part, TickSchedule};
 use crate::sse;
 use crate::state::Shared;
 
@@ -150,7 +150,11 @@ fn write_start(
 ) -> Result<(), EndReason> {
     let deadline = writer_deadline(shared);
     head.clear();
-    write_stream_head(head, shared.config.allow_origin.as_deref());
+    write_stream_head(
+        head,
+        shared.config.allow_origin.as_deref(),
+        SystemTime::now(),
+    );
     head.extend_from_slice(sse::OPENING_COMMENT);
     sse::write_retry(head, jittered_ms(shared.config.retry, now_ms()));
     if let Some(gap) = start.replay.gap {
@@ -176,7 +180,7 @@ fn writer_deadline(shared: &Shared) -> Instant {
 /// so we answer 200 with a `retry:` hint and a comment, then close: the
 /// browser comes back by itself a few seconds later.
 fn send_server_full(shared: &Shared, stream: &TcpStream, connection_id: u64, peer: SocketAddr) {
-    let mut bytes = stream_head(shared.config.allow_origin.as_deref());
+    let mut bytes = stream_head(shared.config.allow_origin.as_deref(), SystemTime::now());
     sse::write_retry(
         &mut bytes,
         jittered_ms(SERVER_FULL_SSE_RETRY, connection_id),
@@ -233,10 +237,17 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         //    every `--write-timeout` (a stream that fell behind is caught up
         //    or ended as stalled within two of them).
         let tick_in = ticks.map(|schedule| schedule.next().saturating_duration_since(now));
-        let wait = [tick_in, heartbeat_in, Some(shared.config.write_timeout)]
-            .into_iter()
-            .flatten()
-            .min();
+        let socket_tick_in = tick_in
+            .zip(shared.config.interval)
+            .map(|(in_, every)| socket_part(in_, every));
+        let wait = [
+            socket_tick_in,
+            heartbeat_in,
+            Some(shared.config.write_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Err(reason) = socket_timeout.set(connection, wait) {
             return reason;
         }

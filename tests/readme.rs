@@ -48,7 +48,7 @@ fn limits_in_source() -> BTreeMap<String, String> {
     limits
 }
 
-/// A value as the README shows it: `8 KiB`, `16 MiB`, `10 s`, `500 ms`, `64`.
+/// A value as the README shows it: `8 KiB`, `16 MiB`, `1 h`, `10 s`, `500 ms`, `64`.
 fn show(name: &str, kind: &str, value: &str) -> String {
     if kind == "Duration" {
         return show_duration(duration(value));
@@ -71,7 +71,10 @@ fn show(name: &str, kind: &str, value: &str) -> String {
 }
 
 fn show_duration(duration: Duration) -> String {
-    if duration.as_millis() % 1000 == 0 {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() == 0 && secs >= 3600 && secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else if duration.as_millis() % 1000 == 0 {
         format!("{} s", duration.as_secs())
     } else {
         format!("{} ms", duration.as_millis())
@@ -109,12 +112,16 @@ fn product(value: &str) -> u64 {
         .product()
 }
 
-/// The limits table lists every constant of `src/limits.rs` with its value.
+/// The limits tables (the server's and the client commands') list every
+/// constant of `src/limits.rs` with its value.
 #[test]
 fn limits_table_matches_limits_rs() {
     let in_source = limits_in_source();
-    let in_readme: BTreeMap<String, String> = table_after("## Limits and timeouts")
+    let server_side = table_after("## Limits and timeouts");
+    let client_side = table_after("The client side (`sse-server listen`");
+    let in_readme: BTreeMap<String, String> = server_side
         .into_iter()
+        .chain(client_side)
         .map(|row| (row[0].trim_matches('`').to_string(), row[1].clone()))
         .collect();
     assert!(in_source.len() > 20, "read only {in_source:?}");
@@ -130,6 +137,7 @@ fn flags_block_matches_help() {
         .skip_while(|line| !line.starts_with("```"))
         .skip(1)
         .take_while(|line| !line.starts_with("```"))
+        .filter(|line| line.starts_with("  "))
         .collect();
     let help: Vec<&str> = USAGE
         .lines()

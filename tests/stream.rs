@@ -17,6 +17,24 @@ const EXPECTED_HEAD: &str = "HTTP/1.1 200 OK\r\n\
     Connection: keep-alive\r\n\
     X-Accel-Buffering: no\r\n\r\n";
 
+/// Takes the `Date` line out of a head, after checking that it is the
+/// second line and shows the current second (or one of the two before it,
+/// for a slow run): RFC 9110 §6.6.1 asks for it on every 2xx response.
+#[track_caller]
+fn undated(head: &str) -> String {
+    let (status_line, rest) = head.split_once("\r\n").expect("a status line");
+    let (date_line, rest) = rest.split_once("\r\n").expect("a second line");
+    let now = SystemTime::now();
+    let recent: Vec<String> = (0..3)
+        .map(|back| {
+            let date = sse_server::httpdate::format(now - Duration::from_secs(back));
+            format!("Date: {}", String::from_utf8_lossy(&date))
+        })
+        .collect();
+    assert!(recent.iter().any(|line| line == date_line), "{head}");
+    format!("{status_line}\r\n{rest}")
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -24,13 +42,13 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// The status line and headers are exactly the original's, plus charset and
-/// no-transform, with no Content-Length and no chunked encoding.
+/// The status line and headers are exactly the original's, plus charset,
+/// no-transform and `Date`, with no Content-Length and no chunked encoding.
 #[test]
 fn stream_head_is_exact() {
     let server = Server::start(&["--interval", "50ms"]);
     let client = server.open_stream("alice");
-    assert_eq!(client.head(), EXPECTED_HEAD);
+    assert_eq!(undated(&client.head()), EXPECTED_HEAD);
 }
 
 /// The first body bytes are the comment `:\n\n`, then `retry:`, then the
@@ -232,6 +250,9 @@ fn plain_errors() {
     check(big.as_bytes(), 431);
     let long_target = format!("GET /sse/{} HTTP/1.1\r\nHost: t\r\n\r\n", "x".repeat(9000));
     check(long_target.as_bytes(), 414);
+    // The log arrives through a pipe: wait for the ninth line, then check
+    // that there is no tenth.
+    let _ = server.wait_for_log_count("reject ", 9, Duration::from_secs(5));
     let rejected = server
         .log_lines()
         .iter()
@@ -255,12 +276,45 @@ fn incomplete_head_times_out_with_408() {
     assert_eq!(common::split_response(&raw).0, 408);
 }
 
+/// Plain replies are dated (RFC 9110 §6.6.1) and say how caches may keep
+/// them: `/users` is live data (`no-store`), the demo page is revalidated
+/// (`no-cache`, with an `ETag` that earns a `304`), an error carries no
+/// `Cache-Control`.
+#[test]
+fn plain_replies_carry_date_and_cache_control() {
+    let server = Server::start(&["--interval", "50ms"]);
+    for (path, status, cache_control) in [
+        ("/users", 200, Some("no-store")),
+        ("/", 200, Some("no-cache")),
+        ("/nope", 404, None),
+    ] {
+        let (actual, head, _) = server.get(path);
+        assert_eq!(actual, status, "{path}");
+        let undated = undated(&head);
+        let found = undated
+            .lines()
+            .find_map(|line| line.strip_prefix("Cache-Control: "));
+        assert_eq!(found, cache_control, "{path}: {head}");
+    }
+    // The demo page's ETag revalidates: the same tag back gets 304 and no body.
+    let (_, head, _) = server.get("/");
+    let tag = head
+        .lines()
+        .find_map(|line| line.strip_prefix("ETag: "))
+        .expect("the demo page has an ETag");
+    let request = format!("GET / HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n");
+    let raw = server.exchange(request.as_bytes());
+    let (status, head, body) = common::split_response(&raw);
+    assert_eq!((status, body.as_str()), (304, ""), "{head}");
+    assert!(!head.contains("Content-Length"), "{head}");
+}
+
 /// `HEAD` gets the stream's headers and no body, then a close.
 #[test]
 fn head_request_gets_headers_only() {
     let server = Server::start(&["--interval", "50ms"]);
     let raw = server.exchange(b"HEAD /sse/alice HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(String::from_utf8(raw).unwrap(), EXPECTED_HEAD);
+    assert_eq!(undated(&String::from_utf8(raw).unwrap()), EXPECTED_HEAD);
     assert_eq!(server.counts(), (0, 0), "a HEAD request registers nobody");
 }
 

@@ -1,7 +1,10 @@
 // Headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) on the demo page:
-// connect, frames, user count, send from the form, disconnect, replay on Reconnect, and the
-// browser's own reconnect with the Last-Event-ID header after the stream is cut; then, on a
-// server of its own with --history 3, the gap event, and the shutdown event on SIGTERM.
+// connect, frames, user count, send from the form, disconnect, replay on Reconnect, the
+// browser's own reconnect with the Last-Event-ID header after the stream is cut, and the replay
+// hole (a tab that saw only timer frames still resumes, by both paths); then, on a server of its
+// own with --history 3, the gap event, and the shutdown event on SIGTERM; and on servers with a
+// subscribe secret, the page getting its token from POST /token/NAME (row browser-token), and
+// saying so when it cannot.
 // Usage: node scripts/clients/browser.mjs   (uses $SSE_URL/$SSE_LOG, else starts the server)
 // Checks text, not pixels; the screenshot (target/clients/demo.png) is for people.
 import fs from "node:fs";
@@ -13,7 +16,7 @@ import { ROOT, check, cuttableProxy, finish, publish, serverUnderTest, startServ
 const hardStop = setTimeout(() => { console.log("FAIL whole script took over 60 s"); process.exit(1); }, 60_000);
 hardStop.unref();
 const server = await serverUnderTest();
-const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
+const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", hole: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
 
 // A fresh profile each run; the flags keep Chromium off the (closed) network and quiet.
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "sse-chromium-"));
@@ -29,7 +32,9 @@ context.setDefaultTimeout(5000);
 try {
   await demoPageChecks();
   await browserReconnectChecks();
+  await replayHoleChecks();
   await gapAndShutdownChecks();
+  await tokenChecks();
 } catch (error) {
   check(`browser script threw: ${error.message.split("\n")[0]}`, false);
 } finally {
@@ -82,10 +87,10 @@ async function demoPageChecks() {
   await page.fill("#message", "hello from the page");
   const latency = await clickAndTime(page, "#send", "#events", "hello from the page");
   const line = await page.locator("#events li", { hasText: "hello from the page" }).first().innerText().catch(() => "");
-  const sentId = line.match(/^#(\d+-\d+) chat: hello from the page$/)?.[1];
+  const sentId = line.match(/^#(\S+) chat: hello from the page$/)?.[1];
   check(`page: the message comes back as '#ID chat: ...' (${line})`, sentId !== undefined);
   check(`page: #send-result says delivered to 1 (${await text(page, "#send-result")})`,
-    /^sent #\d+-\d+, delivered to 1 connection/.test(await text(page, "#send-result")));
+    /^sent #\S+, delivered to 1 connection/.test(await text(page, "#send-result")));
   results.pushed = sentId !== undefined ? "ok" : "FAIL";
   if (latency !== null) results.latency_ms = latency.toFixed(1);
 
@@ -147,6 +152,71 @@ async function browserReconnectChecks() {
 }
 
 /**
+ * The replay hole (issue 11), with Chromium's own EventSource: a tab that has seen only timer
+ * frames still knows an id, because every stream starts with an id-only block ("id: N" and a
+ * blank line, WHATWG HTML §9.2.6). First the browser's automatic reconnect after a cut must
+ * send it as Last-Event-ID; then the demo page's own Reconnect button (a new EventSource, which
+ * passes ?lastEventId=) must resume from it too. Either way the event published while the tab
+ * was away arrives.
+ */
+async function replayHoleChecks() {
+  const proxy = await cuttableProxy(server.url);
+  const page = await context.newPage();
+  const user = `browser-hole-${process.pid}`;
+  const sseRequests = [];
+  page.on("request", (request) => { if (request.url().includes("/sse/")) sseRequests.push(request.url()); });
+  let auto = false;
+  let byPage = false;
+  try {
+    await page.goto(proxy.url + "/");
+    await page.fill("#name", user);
+    await page.click("#connect");
+    const framesSeen = await waitFor(async () => (await text(page, "#frames")).includes(`"userId":"${user}"`), 5000);
+    const startId = proxy.connections.find((c) => c.head.startsWith("GET /sse/"))
+      ?.received.match(/^retry: \d+\n\nid: ([^\n]+)\n\n/m)?.[1];
+    check("hole: timer frames arrive and no pushed event", framesSeen && (await page.locator("#events li").count()) === 0);
+    check(`hole: the stream opens with an id-only block after retry: (id ${startId})`, startId !== undefined);
+    check(`hole: the page shows that id as its last event id (${await text(page, "#last-id")})`,
+      startId !== undefined && (await text(page, "#last-id")) === startId);
+
+    // 1. The browser's own reconnect after a cut.
+    proxy.cut();
+    await waitFor(async () => (await text(page, "#state")) === "connecting", 3000);
+    const missed = await publish(server.url, `/send/${user}?event=chat`, "published during the outage");
+    check(`hole: the publish during the outage reached nobody (${missed.body})`, missed.json?.delivered === 0);
+    proxy.resume();
+    auto = await waitFor(async () => (await text(page, "#events")).includes(`#${missed.json?.id} chat: published during the outage`), 5000);
+    const header = proxy.connections.filter((c) => c.head.startsWith("GET /sse/")).at(-1)?.lastEventId;
+    check(`hole: Chromium reconnected with Last-Event-ID: ${startId} (sent ${header})`, startId !== undefined && header === startId);
+    check("hole: the event published during the outage arrived after the automatic reconnect", auto);
+
+    // 2. The page's own path: Disconnect, a timer frame's worth of nothing, Reconnect.
+    //    Use a second user that has never been sent anything, so only the id-only block can
+    //    give the page an id to resume from.
+    const quiet = `${user}-page`;
+    await page.click("#disconnect");
+    await page.fill("#name", quiet);
+    await page.click("#connect");
+    await waitFor(async () => (await text(page, "#frames")).includes(`"userId":"${quiet}"`), 5000);
+    const pageId = await text(page, "#last-id");
+    await page.click("#disconnect");
+    // Publish only once the server has seen the tab go, or the event would still reach it.
+    const gone = await waitFor(async () => !(await (await fetch(server.url + "/users")).text()).includes(`"${quiet}"`), 3000);
+    check("hole: the server saw the page disconnect", gone);
+    const away = await publish(server.url, `/send/${quiet}?event=chat`, "published while disconnected");
+    await page.click("#reconnect");
+    byPage = await waitFor(async () => (await text(page, "#events")).includes(`#${away.json?.id} chat: published while disconnected`), 5000);
+    check(`hole: Reconnect asked for ?lastEventId=${pageId} (${sseRequests.at(-1)})`,
+      pageId !== "none" && sseRequests.at(-1)?.endsWith(`?lastEventId=${encodeURIComponent(pageId)}`));
+    check("hole: the event published while disconnected arrived after the page's Reconnect", byPage);
+  } finally {
+    results.hole = auto && byPage ? "ok" : "FAIL";
+    await page.close();
+    proxy.close();
+  }
+}
+
+/**
  * A server of our own keeping only 3 events: coming back after 5 missed ones shows a gap.
  * SIGTERM then shows the shutdown event; that needs the binary with the ctrlc feature
  * (scripts/clients.sh builds it into target/ctrlc), and its absence counts as a failure.
@@ -166,15 +236,19 @@ async function gapAndShutdownChecks() {
     const first = await publish(own.url, `/send/${user}`, "first");
     await waitFor(async () => (await text(page, "#events")).includes(`#${first.json?.id} message: first`), 3000);
     await page.click("#disconnect");
+    // Publish only once the server has seen the tab go, or "missed 1" would still reach it.
+    await waitFor(async () => !(await (await fetch(own.url + "/users")).text()).includes(`"${user}"`), 3000);
     const missed = [];
     for (let i = 1; i <= 5; i++) missed.push(await publish(own.url, `/send/${user}?event=chat`, `missed ${i}`));
     const last = missed.at(-1);
     await page.click("#reconnect");
-    // History keeps 3: "missed 1" and "missed 2" were evicted, so the gap runs after "first" up to "missed 2".
+    // History keeps 3 events: "missed 1" and "missed 2" are gone, so the gap runs from the
+    // page's last id up to and including the id of "missed 2" (ids are ms-seq strings).
     const after = first.json?.id;
     const to = missed[1].json?.id;
-    const gap = await waitFor(async () => (await text(page, "#events")).includes(`gap: events after ${after} up to ${to} may be lost`), 3000);
-    check(`gap: the page shows 'events after ${after} up to ${to} may be lost'`, gap);
+    const wanted = `#${to} gap: events after ${after} up to ${to} may be lost`;
+    const gap = await waitFor(async () => (await text(page, "#events")).includes(wanted), 3000);
+    check(`gap: the page shows '${wanted}' (${(await text(page, "#events")).split("\n").find((l) => l.includes("gap:"))})`, gap);
     check("gap: the 3 retained events follow it", (await text(page, "#events")).includes(`#${last.json?.id} chat: missed 5`));
     await page.screenshot({ path: path.join(ROOT, "target/clients/demo-gap.png"), fullPage: true });
 
@@ -193,4 +267,69 @@ async function gapAndShutdownChecks() {
     await page.close();
     own.stop();
   }
+}
+
+/**
+ * With a subscribe secret the page fetches a token from POST /token/NAME (the browser is on
+ * loopback), connects with ?token=, and resumes with a fresh token after Disconnect. With a
+ * publish token as well, the page may not mint one: it says so, and the stream is refused.
+ * No token may appear in the server log. Prints its own RESULT row, browser-token.
+ */
+async function tokenChecks() {
+  const row = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", close: "n/a", first_byte_ms: "n/a", latency_ms: "n/a" };
+  const secret = `browser-secret-${process.pid}-0123456789abcdef0123456789`;
+  const own = await startServer(undefined, "--port 0 --interval 200ms --retry 500ms", { SSE_SUBSCRIBE_SECRET: secret });
+  const user = `browser-token-${process.pid}`;
+  const page = await context.newPage();
+  const sseRequests = [];
+  page.on("request", (request) => { if (request.url().includes("/sse/")) sseRequests.push(request.url()); });
+  try {
+    await page.goto(own.url + "/");
+    await page.fill("#name", user);
+    await page.click("#connect");
+    const open = await waitFor(async () => (await text(page, "#state")) === "open", 5000);
+    check(`token: the page connects with a secret set (${sseRequests.at(-1)})`, open && /\?token=\d+\.[\w-]{43}$/.test(sseRequests.at(-1) ?? ""));
+    check(`token: the page says where its token came from (${await text(page, "#token-note")})`,
+      (await text(page, "#token-note")).startsWith(`from POST /token/${user}`));
+    const frames = await waitFor(async () => (await text(page, "#frames")).includes(`"userId":"${user}"`), 5000);
+    check("token: timer frames arrive", frames);
+    row.connected = open ? "ok" : "FAIL";
+    row.frames = frames ? "ok" : "FAIL";
+
+    const first = await publish(own.url, `/send/${user}?event=chat`, "sent with a token");
+    await waitFor(async () => (await text(page, "#events")).includes(`#${first.json?.id} chat: sent with a token`), 3000);
+    await page.click("#disconnect");
+    const missed = await publish(own.url, `/send/${user}?event=chat`, "sent while away");
+    await page.click("#reconnect");
+    const replayed = await waitFor(async () => (await text(page, "#events")).includes(`#${missed.json?.id} chat: sent while away`), 5000);
+    const resumed = /\?token=\d+\.[\w-]{43}&lastEventId=\d+$/.test(sseRequests.at(-1) ?? "");
+    check(`token: Reconnect fetches a fresh token and resumes with ?lastEventId= (${sseRequests.at(-1)})`, replayed && resumed);
+    row.pushed = replayed ? "ok" : "FAIL";
+    row.reconnect = replayed && resumed ? "ok" : "FAIL";
+
+    const tokens = sseRequests.map((url) => new URL(url).searchParams.get("token")).filter(Boolean);
+    const leaked = tokens.filter((token) => own.logText().includes(token.split(".")[1]));
+    check(`token: no token in the server log (${tokens.length} used)`, tokens.length >= 2 && leaked.length === 0);
+  } finally {
+    await page.close();
+    own.stop();
+  }
+
+  // A publish token: the page cannot mint a subscriber token, and says so.
+  const guarded = await startServer(undefined, "--port 0 --interval 200ms --publish-token browser-pub-token", { SSE_SUBSCRIBE_SECRET: secret });
+  const refusedPage = await context.newPage();
+  try {
+    await refusedPage.goto(guarded.url + "/");
+    await refusedPage.fill("#name", user);
+    await refusedPage.click("#connect");
+    const said = await waitFor(async () => (await text(refusedPage, "#token-note")).startsWith("cannot get a token (401"), 5000);
+    check(`token: without a token the page says so (${await text(refusedPage, "#token-note")})`, said);
+    const closed = await waitFor(async () => (await text(refusedPage, "#state")) === "closed" &&
+      guarded.logText().includes("reject status=401 reason=\"no token\""), 5000);
+    check("token: the stream is refused (401, logged as no token) and the page shows closed", closed);
+  } finally {
+    await refusedPage.close();
+    guarded.stop();
+  }
+  console.log(`RESULT client=browser-token ${Object.entries(row).map(([key, value]) => `${key}=${value}`).join(" ")}`);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what scripts/clients.sh and the cluster tests need: chromium, nginx, curl, redis-server,
-# redis-tools (Debian packages) and the npm packages pinned in scripts/clients/package-lock.json.
-# Idempotent. Usage: scripts/clients/install.sh
+# Installs what scripts/clients.sh, scripts/redbot.sh and the cluster tests need: chromium, nginx,
+# curl, python3-venv, redis-server, redis-tools (Debian packages) and the npm packages pinned in
+# package-lock.json. Idempotent. Usage: scripts/clients/install.sh
 set -euo pipefail
 err() { printf '%s\n' "$*" >&2; }
 cd "$(dirname "$0")"
@@ -25,6 +25,15 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends nodejs npm
+  fi
+fi
+# scripts/redbot.sh and scripts/clients/nginx.sh need python3; redbot.sh makes a venv (ensurepip).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends python3 python3-venv
+  else
+    err "python3 with venv is required: sudo apt-get install -y python3 python3-venv"; exit 1
   fi
 fi
 command -v node >/dev/null || { err "node (20 or newer) is required"; exit 1; }

@@ -48,7 +48,7 @@ export async function serverUnderTest() {
 }
 
 /**
- * Starts a server and waits for its "listening on" line. Resolves to
+ * Starts a server (with `env` added to the environment) and waits for its "listening on" line. Resolves to
  * { url, own, pid, hasLog, logText(), logLines(), closeLogged(user, sinceLine, ms), stop(), exited }.
  */
 // Servers this process started are killed when it exits, however it exits (a hard-stop timer,
@@ -59,10 +59,10 @@ process.on("exit", () => {
 });
 
 export async function startServer(bin = process.env.SSE_BIN || path.join(ROOT, "target/release/sse-server"),
-  flags = process.env.SSE_FLAGS || "--port 0 --interval 200ms --retry 500ms") {
+  flags = process.env.SSE_FLAGS || "--port 0 --interval 200ms --retry 500ms", env = {}) {
   const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sse-node-")), "server.log");
   const fd = fs.openSync(logFile, "w");
-  const child = spawn(bin, flags.split(/\s+/), { stdio: ["ignore", fd, fd] });
+  const child = spawn(bin, flags.split(/\s+/), { stdio: ["ignore", fd, fd], env: { ...process.env, ...env } });
   fs.closeSync(fd);
   spawned.add(child);
   child.on("exit", () => spawned.delete(child));

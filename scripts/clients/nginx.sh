@@ -112,7 +112,7 @@ lags=()
 first_id=""
 for i in 1 2 3 4 5; do
   publish "/send/$user?event=chat" "push $i"
-  [[ -n $first_id ]] || first_id=$PUBLISH_ID # ids are ms-seq: keep the first one as published
+  ((i == 1)) && first_id=$PUBLISH_ID # ids are ms-seq strings: remember the first, no arithmetic
   lag=$(arrival_ms "$WORK/live" "data: push $i" "$PUBLISH_SENT_AT" 2) || lag=""
   [[ -n $lag ]] && lags+=("$lag")
   sleep 0.1
@@ -148,6 +148,28 @@ check "Last-Event-ID: $first_id through nginx replays push 2..5 and 'via nginx'"
   has "$replay" $'data: push 2\n\n'
 check "... and not push 1" lacks "$replay" "push 1"
 has "$replay" "data: via nginx" && lacks "$replay" "push 1" && reconnect=ok
+
+# 6. sse-server listen through nginx. nginx does not know the stream's length, so it sends it to
+# an HTTP/1.1 client chunked; listen decodes the chunks before its event-stream parser.
+raw_head=$(curl -s -N --raw -D - -o /dev/null --max-time 1 "$via/sse/$user-raw" || true) # exit 28 expected
+check "through nginx the stream is Transfer-Encoding: chunked" grep -qix $'transfer-encoding: chunked\r' <<<"$raw_head"
+rc=0
+out=$("$SSE_BIN" listen "$via/sse/$user-listen" --count 3 --timeout 5s --format data 2>"$WORK/listen.err") || rc=$?
+listen_frames=$(grep -c "^{\"userId\":\"$user-listen\"," <<<"$out" || true)
+check "sse-server listen through nginx: 3 timer frames, exit 0 (exit $rc, $listen_frames frames)" \
+  test "$rc" -eq 0 -a "$listen_frames" -eq 3
+"$SSE_BIN" listen "$via/sse/$user-listen" --event chat --count 1 --format data --timeout 5s \
+  >"$WORK/listen-chat.out" 2>"$WORK/listen-chat.err" &
+listen_pid=$!
+wait_for_line "$WORK/listen-chat.err" "listen: connected" 5 >/dev/null || fail "listen connected through nginx"
+reply=$("$SSE_BIN" publish "$via" --to "$user-listen" --event chat "via nginx, both ways") || true
+check "sse-server publish through nginx ($reply)" matches "$reply" '"delivered":1'
+rc=0; wait "$listen_pid" || rc=$?
+check "sse-server listen through nginx got the pushed event (exit $rc)" \
+  test "$rc" -eq 0 -a "$(cat "$WORK/listen-chat.out")" = "via nginx, both ways"
+listen_ok=FAIL
+[[ $listen_frames == 3 && $(cat "$WORK/listen-chat.out") == "via nginx, both ways" ]] && listen_ok=ok
+summary listen-via-nginx connected=$listen_ok frames=$listen_ok pushed=$listen_ok reconnect=n/a close=n/a
 
 summary nginx connected=$connected frames=$frames pushed=$pushed reconnect=$reconnect \
   close="$closed" first_byte_ms="$first_byte" latency_ms="$latency"

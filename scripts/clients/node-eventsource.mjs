@@ -1,5 +1,7 @@
-// Node clients: eventsource-parser over the raw bytes, then the `eventsource` npm package
+// Node clients: eventsource-parser over the raw bytes, then the `eventsource` npm package 5.x
 // (a WHATWG-compliant EventSource) through a proxy that cuts its stream mid-way.
+// eventsource 5 declares node >=22.12 in its engines field; these checks pass on node 20 too
+// (npm ci only warns), which is what Debian-based CI machines here have.
 // Usage: node scripts/clients/node-eventsource.mjs   (uses $SSE_URL/$SSE_LOG, else starts the server)
 //
 // How the stream is cut: a TCP proxy (lib.mjs) sits between the client and the server and ends
@@ -15,10 +17,11 @@ import { check, cuttableProxy, finish, publish, serverUnderTest, sleep, startSer
 const hardStop = setTimeout(() => { console.log("FAIL whole script took over 45 s"); process.exit(1); }, 45_000);
 hardStop.unref();
 const server = await serverUnderTest();
-const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
+const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", hole: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
 
 await rawStreamChecks();
 await eventSourceChecks();
+await replayHoleChecks();
 await closeChecks();
 await overloadChecks();
 finish("node-eventsource", results, server);
@@ -122,6 +125,55 @@ async function eventSourceChecks() {
   results.reconnect = replayed?.id === String(missed.json?.id) && again.lastEventId === String(first.json?.id) ? "ok" : "FAIL";
   source.close();
   proxy.close();
+}
+
+/**
+ * The replay hole (issue 11): a client that has seen only timer frames has no event id of its
+ * own. Every stream starts with an id-only block ("id: N" and a blank line, WHATWG HTML §9.2.6:
+ * it sets the last event id without dispatching anything), so after a cut the client still
+ * reconnects with Last-Event-ID and gets what was published while it was away. eventsource 4.x
+ * ignored id-only blocks; 5.x keeps them, as the spec says.
+ */
+async function replayHoleChecks() {
+  const user = `node-hole-${process.pid}`;
+  const proxy = await cuttableProxy(server.url);
+  const attempts = [];
+  const recordingFetch = (url, init) => {
+    attempts.push({ lastEventId: new Headers(init?.headers).get("last-event-id") });
+    return fetch(url, init);
+  };
+  const source = new EventSource(`${proxy.url}/sse/${user}`, { fetch: recordingFetch });
+  const log = { opens: 0, errors: 0, frames: [], chats: [] };
+  source.addEventListener("open", () => log.opens++);
+  source.addEventListener("error", () => log.errors++);
+  source.addEventListener("message", (e) => log.frames.push({ lastEventId: e.lastEventId, frame: JSON.parse(e.data) }));
+  source.addEventListener("chat", (e) => log.chats.push({ id: e.lastEventId, data: e.data }));
+  try {
+    const framesSeen = await waitFor(() => log.opens === 1 && log.frames.length >= 2, 3000);
+    check("hole: connected and received timer frames only", framesSeen && log.chats.length === 0 &&
+      log.frames.every(({ frame }) => Object.keys(frame).join() === "userId,users,time"));
+    // The id the stream started with: the first id: line, before any event was sent.
+    const startId = proxy.connections[0]?.received.match(/^retry: \d+\n\nid: ([^\n]+)\n\n/m)?.[1];
+    check(`hole: the stream opens with an id-only block after retry: (id ${startId})`, startId !== undefined);
+    check(`hole: timer frames show it as lastEventId (${log.frames[0]?.lastEventId})`,
+      startId !== undefined && log.frames.every((f) => f.lastEventId === startId));
+
+    proxy.cut();
+    await waitFor(() => log.errors >= 1, 2000);
+    const missed = await publish(server.url, `/send/${user}?event=chat`, "published during the outage");
+    check(`hole: the publish during the outage reached nobody (${missed.body})`, missed.json?.delivered === 0);
+    proxy.resume();
+    const retryMs = proxy.connections[0]?.retryMs ?? 3000;
+    const arrived = await waitFor(() => log.chats.find((c) => c.data === "published during the outage"), retryMs + 3000);
+    check(`hole: the reconnect sent Last-Event-ID: ${startId} (fetch saw ${attempts[1]?.lastEventId})`,
+      startId !== undefined && attempts.length >= 2 && attempts[1].lastEventId === startId);
+    check(`hole: the event published during the outage arrived after the reconnect (id ${arrived?.id})`,
+      arrived !== null && arrived.id === String(missed.json?.id));
+    results.hole = arrived ? "ok" : "FAIL";
+  } finally {
+    source.close();
+    proxy.close();
+  }
 }
 
 /** A direct connection closed by the client: the server must log `close user=...` within 2 s. */

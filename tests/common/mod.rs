@@ -69,7 +69,10 @@ impl Server {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sse-server"));
         command.args(["--port", "0"]).args(args);
-        command.env_remove("PORT").env_remove("SSE_PUBLISH_TOKEN");
+        command
+            .env_remove("PORT")
+            .env_remove("SSE_PUBLISH_TOKEN")
+            .env_remove("SSE_SUBSCRIBE_SECRET");
         for (name, value) in env {
             command.env(name, value);
         }
