@@ -111,6 +111,10 @@ pub struct Options {
     pub addr: SocketAddr,
     /// Destination addresses to spread the streams over (port from `addr`).
     pub targets: Vec<IpAddr>,
+    /// Cluster mode: instances to spread the streams over, round-robin
+    /// (control requests still go to `addr`). A broadcast's `delivered` is
+    /// then only the instance's own share, so it is not checked.
+    pub stream_addrs: Vec<SocketAddr>,
     /// Number of concurrent SSE connections, users `u0` … `u{N-1}`.
     pub clients: usize,
     /// Steady window after all clients are connected, for tick measurements.
@@ -141,6 +145,7 @@ impl Default for Options {
         Options {
             addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             targets: Vec::new(),
+            stream_addrs: Vec::new(),
             clients: 1000,
             duration: Duration::from_secs(10),
             interval: None,
@@ -156,7 +161,8 @@ impl Default for Options {
 }
 
 pub const USAGE: &str = "\
-usage: loadgen [--addr HOST:PORT] [--targets IP,IP,…] [--clients N] [--duration DUR]
+usage: loadgen [--addr HOST:PORT] [--targets IP,IP,…] [--stream-addrs HOST:PORT,…]
+               [--clients N] [--duration DUR]
                [--interval DUR] [--broadcasts N] [--close K] [--threads T]
                [--connect-window W] [--server-log PATH]
                [--timeout DUR] [--quiet]
@@ -321,6 +327,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Optio
                     .map(|ip| ip.trim().parse::<IpAddr>())
                     .collect::<Result<_, _>>()
                     .map_err(|_| bad("want IP,IP,…"))?
+            }
+            "--stream-addrs" => {
+                options.stream_addrs = value
+                    .split(',')
+                    .map(|addr| addr.trim().parse::<SocketAddr>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad("want IP:PORT,IP:PORT,…"))?
             }
             "--clients" => options.clients = value.parse().map_err(|_| bad("want a number"))?,
             "--duration" => options.duration = parse_duration(&value).map_err(|e| bad(&e))?,
@@ -860,7 +873,10 @@ fn connect_share(
         {
             thread::sleep(Duration::from_micros(50));
         }
-        let target = SocketAddr::new(targets[index % targets.len()], options.addr.port());
+        let target = match options.stream_addrs.as_slice() {
+            [] => SocketAddr::new(targets[index % targets.len()], options.addr.port()),
+            instances => instances[index % instances.len()],
+        };
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let sent = match open_stream(target, index, shared) {
             Ok(client) => to_reader.send(client).is_ok(),
@@ -1498,7 +1514,8 @@ fn failed_checks(options: &Options, report: &Report) -> Vec<String> {
             ),
         );
         check(
-            broadcast.delivered == Some(clients),
+            broadcast.delivered == Some(clients)
+                || (!options.stream_addrs.is_empty() && broadcast.delivered.is_some()),
             format!(
                 "broadcast {index}: server said delivered={:?}, want {clients}",
                 broadcast.delivered

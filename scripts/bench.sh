@@ -2,9 +2,12 @@
 # Benchmarks sse-server under N concurrent SSE streams (memory, CPU, latency) with examples/loadgen.rs.
 # Usage: scripts/bench.sh [--quick] [--compare GIT-REF] [N ...]   (default N: 1000 5000 10000 and the
 # most the limits allow; --compare also builds GIT-REF and runs it right before this build, for each N)
+#        scripts/bench.sh --cluster [--quick] [N]   (cluster mode; see scripts/bench-cluster.sh)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# --cluster: Redis and two instances against one instance (scripts/bench-cluster.sh).
+if [[ ${1:-} == --cluster ]]; then shift; exec bash scripts/bench-cluster.sh "$@"; fi
 unset SSE_PUBLISH_TOKEN # the load generator publishes from loopback, which needs no token
 
 err() { echo "bench: $*" >&2; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs real clients (curl, Chromium on the demo page, the eventsource npm package, curl and
-# sse-server listen through nginx, sse-server listen/publish) against one freshly built server, and
-# the parser differential test. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
+# sse-server listen through nginx, sse-server listen/publish, Chromium on a cluster behind nginx)
+# against freshly built servers, and the parser differential test. Usage: scripts/clients.sh   (setup: scripts/clients/install.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS="$ROOT/scripts/clients"
@@ -23,6 +23,7 @@ missing() {
   command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || what+=(nginx)
   command -v curl >/dev/null || what+=(curl)
   command -v python3 >/dev/null || what+=(python3)
+  command -v redis-server >/dev/null || what+=(redis-server)
   command -v node >/dev/null || what+=(node)
   [[ -d $CLIENTS/node_modules/playwright-core && -d $CLIENTS/node_modules/eventsource &&
     -d $CLIENTS/node_modules/eventsource-parser ]] || what+=(node_modules)
@@ -87,6 +88,7 @@ run_client browser "node node_modules chromium" node "$CLIENTS/browser.mjs"
 run_client nginx "curl nginx python3" bash "$CLIENTS/nginx.sh"
 run_client listen "" bash "$CLIENTS/listen.sh"
 run_client parser-diff "node node_modules" node "$CLIENTS/parser-diff.mjs"
+run_client browser-cluster "node node_modules chromium nginx redis-server python3" node "$CLIENTS/browser-cluster.mjs"
 
 # 4. One row per client.
 echo

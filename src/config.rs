@@ -12,10 +12,20 @@ use crate::limits::{
     DEFAULT_HEARTBEAT, DEFAULT_HISTORY, DEFAULT_INTERVAL, DEFAULT_RETRY, DEFAULT_WRITE_TIMEOUT,
     MAX_SUBSCRIBE_SECRET_BYTES, MIN_PERIOD, MIN_SUBSCRIBE_SECRET_BYTES,
 };
+use crate::route::percent_decode;
 use crate::token::Secret;
 
 /// The default port, as in the original example.
 pub const DEFAULT_PORT: u16 = 3000;
+
+/// Redis's own default port, used when `--redis` names none.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+/// Default `--redis-prefix`: every key the server uses starts with it.
+pub const DEFAULT_REDIS_PREFIX: &str = "sse";
+
+/// Longest `--redis-prefix`, in bytes.
+pub const MAX_REDIS_PREFIX_BYTES: usize = 64;
 
 /// Everything the server can be told at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +56,12 @@ pub struct Config {
     pub subscribe_secret: Option<Secret>,
     /// Log every tick too (`--verbose`).
     pub verbose: bool,
+    /// Cluster mode: the Redis server holding the shared event log
+    /// (`--redis` or `$SSE_REDIS_URL`). `None` keeps everything in process.
+    pub redis: Option<RedisUrl>,
+    /// First part of every Redis key (`--redis-prefix`), so several
+    /// deployments can share one Redis.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -63,11 +79,15 @@ impl Default for Config {
             allow_origin: None,
             subscribe_secret: None,
             verbose: false,
+            redis: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
         }
     }
 }
 
 /// What the command line asks for.
+// Made once at start and moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Config),
@@ -107,6 +127,9 @@ usage: sse-server [options]
   --subscribe-secret-file PATH
                          sign subscriber tokens with this file's bytes (at least 32); then
                          GET /sse/USER needs ?token= (default: $SSE_SUBSCRIBE_SECRET)
+  --redis URL            cluster mode: share events through Redis at
+                         redis://[[user]:password@]host[:port][/db] (default: $SSE_REDIS_URL)
+  --redis-prefix P       first part of every Redis key (default sse)
   --verbose              log every tick too
   --help                 print this help
   --version              print the version
@@ -128,6 +151,9 @@ pub fn parse_args(
         config.port = parse_number("$PORT", &port)?;
     }
     config.publish_token = env("SSE_PUBLISH_TOKEN").filter(|token| !token.is_empty());
+    if let Some(url) = env("SSE_REDIS_URL").filter(|url| !url.is_empty()) {
+        config.redis = Some(parse_redis_url("$SSE_REDIS_URL", &url)?);
+    }
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -203,6 +229,8 @@ fn apply_flag(
                     .into(),
             ))
         }
+        "--redis" => config.redis = Some(parse_redis_url(flag, &value()?)?),
+        "--redis-prefix" => config.redis_prefix = parse_redis_prefix(flag, &value()?)?,
         _ => return Err(ConfigError(format!("unknown flag: {flag} (see --help)"))),
     }
     Ok(())
@@ -304,6 +332,171 @@ fn parse_header_value(flag: &str, value: &str) -> Result<String, ConfigError> {
     } else {
         Err(ConfigError(format!(
             "{flag}: must be printable ASCII without spaces"
+        )))
+    }
+}
+
+/// Where the Redis server is and how to log in: the parts of
+/// `redis://[[user]:password@]host[:port][/db]`.
+///
+/// Spec: the `redis` URI scheme as registered with IANA,
+/// <https://www.iana.org/assignments/uri-schemes/prov/redis>, on RFC 3986
+/// §3 (`scheme "://" [ userinfo "@" ] host [ ":" port ] [ "/" db ]`).
+/// `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// A name or an IP address (an IPv6 address without its brackets).
+    pub host: String,
+    pub port: u16,
+    /// For `AUTH user password` (Redis 6 ACLs); `None` means `AUTH password`.
+    pub username: Option<String>,
+    /// Percent-decoded; `None` means no `AUTH` at all.
+    pub password: Option<String>,
+    /// The database `SELECT`ed after connecting (0 is the default).
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// `host:port`, as `TcpStream::connect` takes it (IPv6 in brackets).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    /// The URL with the password replaced by `***`, for logs.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("redis://")?;
+        if self.username.is_some() || self.password.is_some() {
+            let user = self.username.as_deref().unwrap_or("");
+            let password = if self.password.is_some() { "***" } else { "" };
+            write!(formatter, "{user}:{password}@")?;
+        }
+        write!(formatter, "{}/{}", self.address(), self.db)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "RedisUrl({self})")
+    }
+}
+
+/// Parses `redis://[[user]:password@]host[:port][/db]`. The error never
+/// repeats the URL, which may hold a password.
+pub fn parse_redis_url(flag: &str, url: &str) -> Result<RedisUrl, ConfigError> {
+    let bad = |reason: &str| ConfigError(format!("{flag}: {reason}"));
+    let scheme_end = url.find("://").ok_or_else(|| bad("not a redis:// URL"))?;
+    match &url[..scheme_end] {
+        scheme if scheme.eq_ignore_ascii_case("redis") => {}
+        scheme if scheme.eq_ignore_ascii_case("rediss") => {
+            return Err(bad("rediss:// (TLS) is not supported, use redis://"))
+        }
+        _ => return Err(bad("not a redis:// URL")),
+    }
+    let rest = &url[scheme_end + 3..];
+    if rest.contains(['?', '#']) {
+        return Err(bad("query and fragment are not supported"));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    // The host cannot hold an `@`, so the last one ends the userinfo (and
+    // a password may hold an unencoded `@`).
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (Some(userinfo), host_port),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(userinfo) => parse_userinfo(userinfo).map_err(bad)?,
+    };
+    let (host, port) = parse_host_port(host_port).map_err(bad)?;
+    let db = match path {
+        "" => 0,
+        digits if digits.bytes().all(|byte| byte.is_ascii_digit()) => digits
+            .parse()
+            .map_err(|_| bad("database is not a number"))?,
+        _ => return Err(bad("database is not a number")),
+    };
+    Ok(RedisUrl {
+        host,
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
+/// `[user]:password`, each percent-decoded (RFC 3986 §3.2.1).
+fn parse_userinfo(userinfo: &str) -> Result<(Option<String>, Option<String>), &'static str> {
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return Err("credentials must be user:password@ or :password@");
+    };
+    let decode = |text: &str| {
+        percent_decode(text, false)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or("bad percent-encoding in the credentials")
+    };
+    if password.is_empty() {
+        return Err("empty password");
+    }
+    let username = Some(decode(user)?).filter(|user| !user.is_empty());
+    Ok((username, Some(decode(password)?)))
+}
+
+/// `host[:port]`, where host is a name, an IPv4 address or `[IPv6]`.
+fn parse_host_port(host_port: &str) -> Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or("unclosed [ in the host")?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("not an IPv6 address in [ ]");
+        }
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or("bad host")?)),
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (host.contains(':')
+            || host
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte)));
+    if !host_ok {
+        return Err("missing or bad host");
+    }
+    let port = match port {
+        None => DEFAULT_REDIS_PORT,
+        Some(port) if port.bytes().all(|byte| byte.is_ascii_digit()) => match port.parse() {
+            Ok(port) if port > 0 => port,
+            _ => return Err("port is not a number from 1 to 65535"),
+        },
+        Some(_) => return Err("port is not a number from 1 to 65535"),
+    };
+    Ok((host.to_string(), port))
+}
+
+/// A key prefix: 1 to [`MAX_REDIS_PREFIX_BYTES`] of letters, digits, and
+/// `_ - . :`, so keys stay readable in `redis-cli`.
+fn parse_redis_prefix(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_REDIS_PREFIX_BYTES
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_-.:".contains(&byte));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(ConfigError(format!(
+            "{flag}: 1 to {MAX_REDIS_PREFIX_BYTES} letters, digits, or _ - . :"
         )))
     }
 }
@@ -524,5 +717,128 @@ mod tests {
             panic!("expected a config");
         };
         assert_eq!(config.port, 9);
+    }
+
+    fn url(
+        host: &str,
+        port: u16,
+        username: Option<&str>,
+        password: Option<&str>,
+        db: u32,
+    ) -> RedisUrl {
+        RedisUrl {
+            host: host.to_string(),
+            port,
+            username: username.map(String::from),
+            password: password.map(String::from),
+            db,
+        }
+    }
+
+    #[track_caller]
+    fn check_url(input: &str, expected: Result<RedisUrl, &str>) {
+        let actual = parse_redis_url("--redis", input).map_err(|error| error.0);
+        let expected = expected.map_err(|reason| format!("--redis: {reason}"));
+        assert_eq!(actual, expected, "url: {input}");
+    }
+
+    #[test]
+    fn redis_urls() {
+        check_url(
+            "redis://127.0.0.1",
+            Ok(url("127.0.0.1", 6379, None, None, 0)),
+        );
+        check_url(
+            "redis://localhost:7000",
+            Ok(url("localhost", 7000, None, None, 0)),
+        );
+        check_url("REDIS://h/3", Ok(url("h", 6379, None, None, 3)));
+        check_url("redis://h:1/", Ok(url("h", 1, None, None, 0)));
+        check_url("redis://:pw@h", Ok(url("h", 6379, None, Some("pw"), 0)));
+        check_url(
+            "redis://alice:s%40cret@h:6380/2",
+            Ok(url("h", 6380, Some("alice"), Some("s@cret"), 2)),
+        );
+        check_url("redis://:a@b@h", Ok(url("h", 6379, None, Some("a@b"), 0)));
+        check_url("redis://[::1]:7000", Ok(url("::1", 7000, None, None, 0)));
+        check_url("redis://[::1]", Ok(url("::1", 6379, None, None, 0)));
+    }
+
+    #[test]
+    fn bad_redis_urls_say_why_without_the_password() {
+        check_url("http://h", Err("not a redis:// URL"));
+        check_url("h:6379", Err("not a redis:// URL"));
+        check_url(
+            "rediss://h",
+            Err("rediss:// (TLS) is not supported, use redis://"),
+        );
+        check_url("redis://", Err("missing or bad host"));
+        check_url("redis://:pw@", Err("missing or bad host"));
+        check_url("redis://h h", Err("missing or bad host"));
+        check_url("redis://h:0", Err("port is not a number from 1 to 65535"));
+        check_url(
+            "redis://h:70000",
+            Err("port is not a number from 1 to 65535"),
+        );
+        check_url("redis://h:+80", Err("port is not a number from 1 to 65535"));
+        check_url("redis://h:", Err("port is not a number from 1 to 65535"));
+        check_url("redis://h/x", Err("database is not a number"));
+        check_url("redis://h/1/2", Err("database is not a number"));
+        check_url("redis://h/99999999999", Err("database is not a number"));
+        check_url(
+            "redis://h?db=1",
+            Err("query and fragment are not supported"),
+        );
+        check_url(
+            "redis://secret@h",
+            Err("credentials must be user:password@ or :password@"),
+        );
+        check_url("redis://user:@h", Err("empty password"));
+        check_url(
+            "redis://:%zz@h",
+            Err("bad percent-encoding in the credentials"),
+        );
+        check_url("redis://[::1", Err("unclosed [ in the host"));
+        check_url("redis://[nope]:1", Err("not an IPv6 address in [ ]"));
+    }
+
+    #[test]
+    fn redis_passwords_never_show() {
+        let with_password = url("h", 6379, Some("alice"), Some("s3cret"), 1);
+        assert_eq!(with_password.to_string(), "redis://alice:***@h:6379/1");
+        assert!(!format!("{with_password:?}").contains("s3cret"));
+        assert_eq!(
+            url("::1", 1, None, None, 0).to_string(),
+            "redis://[::1]:1/0"
+        );
+        let error = parse_redis_url("--redis", "redis://:s3cret@h:0").expect_err("bad port");
+        assert!(!error.0.contains("s3cret"));
+    }
+
+    #[test]
+    fn redis_flags_and_environment() {
+        let env = |name: &str| (name == "SSE_REDIS_URL").then(|| "redis://e:1".to_string());
+        let Ok(Command::Run(config)) = parse_args(Vec::new(), env) else {
+            panic!("expected a config");
+        };
+        assert_eq!(config.redis, Some(url("e", 1, None, None, 0)));
+        assert_eq!(config.redis_prefix, "sse");
+        let args = ["--redis", "redis://f:2", "--redis-prefix=app1"].map(String::from);
+        let Ok(Command::Run(config)) = parse_args(args, env) else {
+            panic!("expected a config");
+        };
+        assert_eq!(config.redis, Some(url("f", 2, None, None, 0)));
+        assert_eq!(config.redis_prefix, "app1");
+        check_error(
+            &["--redis-prefix", "a b"],
+            "--redis-prefix: 1 to 64 letters, digits, or _ - . :",
+        );
+        let bad_env = |name: &str| (name == "SSE_REDIS_URL").then(|| "redis://h:x".to_string());
+        assert_eq!(
+            parse_args(Vec::new(), bad_env),
+            Err(ConfigError(
+                "$SSE_REDIS_URL: port is not a number from 1 to 65535".into()
+            ))
+        );
     }
 }

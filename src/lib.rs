@@ -37,6 +37,10 @@
 //!     vectors; [`token`], the format and its verification as a pure
 //!     function of (secret, userId, token, now); [`auth`], where a stream
 //!     request's token is checked and `POST /token/{userId}` mints one.
+//! 14. Cluster mode: [`event_log`] (the seam the core talks to), [`resp`]
+//!     (RESP2, pure, the second protocol lesson), [`redis`] (one
+//!     connection with timeouts), [`cluster`] (the Redis stream as the
+//!     shared log, its reader thread, users across instances).
 //!
 //! Architecture invariants, stated as absences:
 //! - `request`, `route`, `sse`, `eventstream`, `response`, `httpdate`,
@@ -54,21 +58,27 @@
 //! - A module imports only modules on lower floors; there is no cycle:
 //!
 //! ```text
-//! floor 3  server                          (main.rs above it)
-//! floor 2  stream  publish  auth
-//! floor 1  state  registry  connection  history  net  config
+//! floor 3  server  cluster  cluster::presence   (main.rs above them)
+//! floor 2  stream  publish  auth  cluster::schema
+//! floor 1  state  registry  connection  history  net  config  event_log  redis
 //! floor 0  request  route  sse  json  response  httpdate  event  log  limits
-//!          sha256  hmac  base64  token  eventstream  schedule  end_reason  metrics
+//!          sha256  hmac  base64  token  eventstream  schedule  end_reason  metrics  resp
 //! ```
-//! - Nothing a client sends is `unwrap`ped.
+//! - Nothing a client sends is `unwrap`ped, nor anything a Redis server
+//!   sends.
+//! - The core (`publish`, `stream`, `server`, `state`) never imports the
+//!   Redis code: it talks to [`event_log`], and only `main` chooses which
+//!   log runs. `resp` never touches a socket.
 
 pub mod auth;
 pub mod base64;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod end_reason;
 pub mod event;
+pub mod event_log;
 pub mod eventstream;
 pub mod history;
 pub mod hmac;
@@ -79,8 +89,10 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod publish;
+pub mod redis;
 pub mod registry;
 pub mod request;
+pub mod resp;
 pub mod response;
 pub mod route;
 pub mod schedule;

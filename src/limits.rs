@@ -223,3 +223,13 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How far another instance's clock may run ahead of ours for its tokens
 /// still to be accepted under [`MAX_TOKEN_TTL`].
 pub const TOKEN_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Cluster mode: longest a reconnecting stream waits for this instance's
+/// reader to catch up with the id its client already saw on another
+/// instance (see `Shared::lock_events_caught_up`). Past it the stream
+/// starts anyway; the client may then see an event twice.
+pub const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
+
+/// Cluster mode: `Retry-After` (seconds) of the `503` a publisher gets
+/// while Redis is unreachable.
+pub const LOG_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;

@@ -3,6 +3,11 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use sse_server::cluster::Cluster;
+use sse_server::event_log::ExternalLog;
+use sse_server::state::Shared;
 
 use sse_server::config::{self, Command, Config, USAGE};
 use sse_server::limits::{
@@ -48,6 +53,15 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> std::io::Result<()> {
     log_panics();
+    // Cluster mode: reach Redis first, so a server that cannot does not
+    // print "listening on" before it exits.
+    let cluster = match &config.redis {
+        Some(url) => {
+            let connected = Cluster::connect(url.clone(), &config.redis_prefix, config.history);
+            Some(connected.map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))?;
     let address = listener.local_addr()?;
     let (mut max_clients, mut source) = match config.max_clients {
@@ -61,7 +75,16 @@ fn run(config: Config) -> std::io::Result<()> {
             source = format!("capped: vm.max_map_count allows {threads} threads");
         }
     }
-    let server = Server::new(listener, config, max_clients);
+    let server = match &cluster {
+        None => Server::new(listener, config, max_clients),
+        Some((cluster, start)) => {
+            let log: Arc<dyn ExternalLog> = cluster.clone();
+            let shared = Shared::with_external_log(config, max_clients, log, *start);
+            let server = Server::with_shared(listener, Arc::new(shared));
+            cluster.start(server.shared(), *start)?;
+            server
+        }
+    };
     install_shutdown_handler(&server)?;
     // Scripts and tests wait for this exact line, so it comes once the server
     // is ready: with `ctrlc`, after the handler (and its thread) is in place,
@@ -70,6 +93,11 @@ fn run(config: Config) -> std::io::Result<()> {
     sse_server::log!("listening on http://{address}");
     sse_server::log!("max-clients={max_clients} ({source})");
     server.run();
+    // After a graceful shutdown, our users leave the cluster-wide count at
+    // once instead of when their presence expires.
+    if let Some((cluster, _)) = cluster {
+        cluster.leave();
+    }
     Ok(())
 }
 

@@ -37,10 +37,10 @@ use std::time::Instant;
 
 use crate::connection::Connection;
 use crate::event::{EventId, StoredEvent, Target};
-use crate::history::History;
+use crate::event_log::{EventLog, ExternalLog, Unavailable};
 use crate::hmac::constant_time_eq;
 use crate::json;
-use crate::limits::{BODY_READ_TIMEOUT, MAX_BODY_BYTES};
+use crate::limits::{BODY_READ_TIMEOUT, LOG_UNAVAILABLE_RETRY_AFTER_SECS, MAX_BODY_BYTES};
 use crate::log;
 use crate::net::{is_timeout, read_with_timeout};
 use crate::registry::now_ms;
@@ -77,52 +77,96 @@ pub fn handle(
         Ok(_) => return Reply::text(400, "empty message"),
         Err(_) => return Reply::text(400, "body is not utf-8"),
     };
-    let (id, delivered) = publish(shared, target, event.as_deref(), &text);
-    Reply::json(
-        202,
-        format!("{{\"id\":\"{id}\",\"delivered\":{delivered}}}"),
-    )
+    match publish(shared, target, event.as_deref(), &text) {
+        Ok((id, delivered)) => Reply::json(
+            202,
+            format!("{{\"id\":\"{id}\",\"delivered\":{delivered}}}"),
+        ),
+        Err(unavailable) => {
+            log!(
+                "publish refused status=503 reason={}",
+                json::Quoted(&unavailable.reason)
+            );
+            Reply::json(503, "{\"error\":\"event log unavailable\"}".to_string())
+                .with_header("Retry-After", LOG_UNAVAILABLE_RETRY_AFTER_SECS.to_string())
+        }
+    }
+}
+
+/// Cluster mode: appends the event to the shared log and returns its id
+/// once the log has it. Local streams get it like everyone else's, from
+/// the log's reader ([`deliver`]). `delivered` is the number of streams
+/// on this instance it is meant for right now: the publisher cannot count
+/// other instances' subscribers without waiting for them.
+fn append_to_external(
+    shared: &Shared,
+    log: &dyn ExternalLog,
+    target: Target,
+    event: Option<&str>,
+    data: &str,
+) -> Result<(EventId, usize), Unavailable> {
+    let started = Instant::now();
+    let id = log.append(&target, event, data)?;
+    let local = match &target {
+        Target::User(user_id) => shared.registry.connections_of(user_id).len(),
+        Target::All => shared.registry.connection_count(),
+    };
+    log!(
+        "publish id={id} target={} event={} local={local} bytes={} took={}us",
+        target_text(&target),
+        event.unwrap_or("message"),
+        data.len(),
+        started.elapsed().as_micros()
+    );
+    Ok((id, local))
+}
+
+/// `all` or `user:"bob"`, for the log.
+fn target_text(target: &Target) -> String {
+    match target {
+        Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
+        Target::All => "all".to_string(),
+    }
 }
 
 /// Pushes one event: gives it an id, keeps it in history, queues it on
 /// every open stream it is meant for and flushes them. Returns the id and
 /// `delivered`: the number of streams it was queued on. Each of them writes
-/// it, in id order, unless it ends first.
+/// it, in id order, unless it ends first. With an external log (cluster
+/// mode) it appends there instead (see `append_to_external`), which can
+/// fail while the log is unreachable.
 pub fn publish(
     shared: &Shared,
     target: Target,
     event: Option<&str>,
     data: &str,
-) -> (EventId, usize) {
+) -> Result<(EventId, usize), Unavailable> {
     let started = Instant::now();
     let (stored, queued) = {
         let mut events = shared.lock_events();
-        let stored = events.push(target, event, data, now_ms());
+        let stored = match &mut *events {
+            EventLog::InProcess(history) => history.push(target, event, data, now_ms()),
+            EventLog::External { log, .. } => {
+                let log = Arc::clone(log);
+                drop(events);
+                return append_to_external(shared, log.as_ref(), target, event, data);
+            }
+        };
         let queued = queue_on_targets(shared, &events, &stored);
         (stored, queued)
     };
     let delivered = queued.delivered;
-    let mut to_flush = queued.to_flush;
-    // Start the writes somewhere else each time, so the same streams are
-    // not always the last to get a broadcast.
-    if !to_flush.is_empty() {
-        let start = (stored.id.ms ^ stored.id.seq.rotate_left(17)) as usize % to_flush.len();
-        to_flush.rotate_left(start);
-    }
-    spread_over_threads(&to_flush, |connection| connection.flush());
+    flush_starting_anywhere(queued.to_flush, stored.id);
     shared.metrics.observe_publish_latency(started.elapsed());
-    let target_text = match &stored.target {
-        Target::User(user_id) => format!("user:{}", json::Quoted(user_id)),
-        Target::All => "all".to_string(),
-    };
     log!(
-        "publish id={} target={target_text} event={} delivered={delivered} bytes={} took={}us",
+        "publish id={} target={} event={} delivered={delivered} bytes={} took={}us",
         stored.id,
+        target_text(&stored.target),
         event.unwrap_or("message"),
         data.len(),
         started.elapsed().as_micros()
     );
-    (stored.id, delivered)
+    Ok((stored.id, delivered))
 }
 
 /// Hands an event that already has its id (from another event log, such
@@ -130,11 +174,26 @@ pub fn publish(
 /// same queues and flushes as [`publish`]. Returns `delivered`.
 pub fn deliver(shared: &Shared, stored: &Arc<StoredEvent>) -> usize {
     let queued = {
-        let events = shared.lock_events();
-        queue_on_targets(shared, &events, stored)
+        let mut events = shared.lock_events();
+        let queued = queue_on_targets(shared, &events, stored);
+        events.note_delivered(stored.id);
+        queued
     };
-    spread_over_threads(&queued.to_flush, |connection| connection.flush());
-    queued.delivered
+    shared.notify_delivered();
+    let delivered = queued.delivered;
+    flush_starting_anywhere(queued.to_flush, stored.id);
+    delivered
+}
+
+/// Flushes the streams an event was queued on. The writes start somewhere
+/// else each time (picked from the event's id), so the same streams are
+/// not always the last to get a broadcast.
+fn flush_starting_anywhere(mut to_flush: Vec<Arc<Connection>>, id: EventId) {
+    if !to_flush.is_empty() {
+        let start = (id.ms ^ id.seq.rotate_left(17)) as usize % to_flush.len();
+        to_flush.rotate_left(start);
+    }
+    spread_over_threads(&to_flush, |connection| connection.flush());
 }
 
 /// What queueing an event found.
@@ -151,7 +210,7 @@ struct Queued {
 /// event log's lock (`_order`), so every outbox gets events in id order and
 /// a stream registering meanwhile gets this event either by replay or here,
 /// never both and never neither.
-fn queue_on_targets(shared: &Shared, _order: &History, stored: &Arc<StoredEvent>) -> Queued {
+fn queue_on_targets(shared: &Shared, _order: &EventLog, stored: &Arc<StoredEvent>) -> Queued {
     let connections = match &stored.target {
         Target::User(user_id) => shared.registry.connections_of(user_id),
         Target::All => shared.registry.all_connections(),

@@ -60,10 +60,18 @@ pub struct ShutdownHandle {
 impl Server {
     /// Takes an already-bound listener (so tests and `main` can use port 0).
     pub fn new(listener: TcpListener, config: Config, max_clients: usize) -> Server {
-        Server {
-            listener,
-            shared: Arc::new(Shared::new(config, max_clients)),
-        }
+        Server::with_shared(listener, Arc::new(Shared::new(config, max_clients)))
+    }
+
+    /// Like [`Server::new`], with shared state made by the caller (cluster
+    /// mode builds it with its external event log).
+    pub fn with_shared(listener: TcpListener, shared: Arc<Shared>) -> Server {
+        Server { listener, shared }
+    }
+
+    /// The state every connection shares (cluster mode's threads need it).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
@@ -350,14 +358,17 @@ fn server_full_reply() -> Reply {
         .with_header("Retry-After", SERVER_FULL_RETRY_AFTER_SECS.to_string())
 }
 
-/// `GET /users`: counts, and each user with its number of streams.
+/// `GET /users`: counts, and each user with its number of streams. In
+/// cluster mode `users` counts every instance's users; `connections` and
+/// `list` are this instance's.
 fn users_reply(shared: &Shared) -> Reply {
     let list = shared.registry.summary();
     let connections: usize = list.iter().map(|user| user.connections).sum();
-    let mut body = format!(
-        "{{\"users\":{},\"connections\":{connections},\"list\":[",
-        list.len()
-    );
+    let users = match shared.external_log() {
+        Some(_) => shared.user_count(),
+        None => list.len(),
+    };
+    let mut body = format!("{{\"users\":{users},\"connections\":{connections},\"list\":[");
     for (index, user) in list.iter().enumerate() {
         if index > 0 {
             body.push(',');

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Shared ── config, max_clients, started
-//!        ├─ events:   Mutex<History>   the event log, and the order of events
+//!        ├─ events:   Mutex<EventLog>  the event log (event_log.rs), and the order of events
 //!        ├─ registry: Registry         who is connected (registry.rs)
 //!        ├─ metrics:  Arc<Metrics>     counters for GET /metrics (metrics.rs)
 //!        └─ live:     Mutex<HashMap>   every connection thread alive, by id
@@ -13,16 +13,20 @@
 //! stream, and a new stream holds it while it registers and takes its
 //! replay. So every stream sees every event exactly once (by replay or
 //! live) and in id order, and nobody holds it while writing to a socket.
+//! In cluster mode the log's reader thread takes the publisher's place
+//! (`publish::deliver`), and `delivered` wakes streams waiting for it.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::event::{EventId, LastSeen};
+use crate::event_log::{EventLog, ExternalLog};
 use crate::history::History;
-use crate::limits::{OVERLOAD_HEADROOM, PLAIN_REQUEST_HEADROOM};
+use crate::limits::{CATCH_UP_WAIT, OVERLOAD_HEADROOM, PLAIN_REQUEST_HEADROOM};
 use crate::metrics::Metrics;
 use crate::registry::{now_ms, Registry};
 
@@ -36,7 +40,12 @@ pub struct Shared {
     /// Counters for `GET /metrics`; the registry and every connection hold
     /// it too, so each can count without reaching for `Shared`.
     pub metrics: Arc<Metrics>,
-    events: Mutex<History>,
+    events: Mutex<EventLog>,
+    /// Notified when an external log's reader delivered events.
+    delivered: Condvar,
+    /// The external log, also reachable without the lock (for the users
+    /// count on every tick); `None` in process.
+    external: Option<Arc<dyn ExternalLog>>,
     /// When the server started; ticks fall on multiples of the interval
     /// since then.
     pub started: Instant,
@@ -63,10 +72,33 @@ pub enum Admission {
 }
 
 impl Shared {
+    /// Shared state with the in-process event log (the default).
     pub fn new(config: Config, max_clients: usize) -> Shared {
+        let history = History::new(config.history, now_ms());
+        Shared::with_log(config, max_clients, EventLog::InProcess(history))
+    }
+
+    /// Shared state with an external event log (cluster mode) whose newest
+    /// event, when we start reading it, is `start`.
+    pub fn with_external_log(
+        config: Config,
+        max_clients: usize,
+        log: Arc<dyn ExternalLog>,
+        start: EventId,
+    ) -> Shared {
+        let events = EventLog::External {
+            log,
+            delivered: start,
+        };
+        Shared::with_log(config, max_clients, events)
+    }
+
+    fn with_log(config: Config, max_clients: usize, events: EventLog) -> Shared {
         let metrics = Arc::new(Metrics::new());
         Shared {
-            events: Mutex::new(History::new(config.history, now_ms())),
+            external: events.external().cloned(),
+            events: Mutex::new(events),
+            delivered: Condvar::new(),
             config,
             max_clients,
             registry: Registry::with_metrics(Arc::clone(&metrics)),
@@ -80,8 +112,61 @@ impl Shared {
 
     /// The event log; holding it also holds the order of events (see the
     /// module doc). Never write to a socket while holding it.
-    pub fn lock_events(&self) -> MutexGuard<'_, History> {
+    pub fn lock_events(&self) -> MutexGuard<'_, EventLog> {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Like [`Shared::lock_events`], for a stream that resumes after
+    /// `last_seen`. In cluster mode a client may come from an instance
+    /// whose reader is ahead of ours; it waits (at most [`CATCH_UP_WAIT`],
+    /// the lock released meanwhile) until ours delivered its id too, so it
+    /// gets no event twice.
+    pub fn lock_events_caught_up(&self, last_seen: Option<LastSeen>) -> MutexGuard<'_, EventLog> {
+        let mut events = self.lock_events();
+        let Some(LastSeen::Id(id)) = last_seen else {
+            return events;
+        };
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        while events.external().is_some() && events.newest() < id {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            events = self
+                .delivered
+                .wait_timeout(events, remaining.max(Duration::from_millis(1)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        events
+    }
+
+    /// Wakes streams waiting in [`Shared::lock_events_caught_up`].
+    pub fn notify_delivered(&self) {
+        self.delivered.notify_all();
+    }
+
+    /// The external log (cluster mode), if one runs.
+    pub fn external_log(&self) -> Option<&Arc<dyn ExternalLog>> {
+        self.external.as_ref()
+    }
+
+    /// The `users` of every frame and of `GET /users`: in process, this
+    /// instance's users; in cluster mode, the cluster-wide count as last
+    /// counted, and never less than our own.
+    pub fn user_count(&self) -> usize {
+        let local = self.registry.user_count();
+        match self.external.as_ref().and_then(|log| log.user_count()) {
+            Some(cluster) => cluster.max(local),
+            None => local,
+        }
+    }
+
+    /// Local users came or went (cluster mode refreshes its count soon).
+    pub fn users_changed(&self) {
+        if let Some(log) = &self.external {
+            log.users_changed();
+        }
     }
 
     pub fn next_connection_id(&self) -> u64 {

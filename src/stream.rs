@@ -91,6 +91,7 @@ pub fn serve(
         Err(reason) => reason,
     };
     registration.close(reason);
+    shared.users_changed();
 }
 
 /// What a stream's start must write after its head.
@@ -110,18 +111,20 @@ fn register<'a>(
     connection: &Arc<Connection>,
     last_seen: Option<LastSeen>,
 ) -> Option<(Registration<'a>, StartReplay)> {
-    let (registration, counts, start) = {
-        let events = shared.lock_events();
+    let (registration, counts, pending, newest) = {
+        let events = shared.lock_events_caught_up(last_seen);
         let (registration, counts) = shared
             .registry
             .register(Arc::clone(connection), shared.max_clients)?;
-        let replay = match last_seen {
-            Some(last_seen) => events.replay(&connection.user_id, last_seen),
-            None => Replay::default(),
-        };
-        let newest = events.last_id();
-        (registration, counts, StartReplay { replay, newest })
+        let pending = events.begin_replay(&connection.user_id, last_seen);
+        (registration, counts, pending, events.newest())
     };
+    // An external log (cluster mode) is asked only now, without the lock:
+    // events after `newest` are queued on this stream meanwhile, and its
+    // writer is held, so they follow the replay.
+    let replay = pending.finish(&connection.user_id, newest);
+    let start = StartReplay { replay, newest };
+    shared.users_changed();
     log!(
         "open user={} conn={} users={} conns={} peer={}",
         json::Quoted(&connection.user_id),
@@ -329,7 +332,7 @@ fn send_tick(
     tick_at: Instant,
 ) -> Result<(), EndReason> {
     frame.clear();
-    let users = shared.registry.user_count();
+    let users = shared.user_count();
     let late = Instant::now().saturating_duration_since(tick_at);
     sse::write_tick(frame, &connection.user_id, users, now_ms());
     send_frame(shared, connection, frame)?;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what scripts/clients.sh and scripts/redbot.sh need: chromium, nginx, curl, python3-venv
-# (Debian packages) and the npm packages pinned in package-lock.json. Idempotent. Usage: scripts/clients/install.sh
+# Installs what scripts/clients.sh, scripts/redbot.sh and the cluster tests need: chromium, nginx,
+# curl, python3-venv, redis-server, redis-tools (Debian packages) and the npm packages pinned in
+# package-lock.json. Idempotent. Usage: scripts/clients/install.sh
 set -euo pipefail
 err() { printf '%s\n' "$*" >&2; }
 cd "$(dirname "$0")"
 SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
 
 missing=()
-for pair in chromium:/usr/bin/chromium nginx:/usr/sbin/nginx curl:/usr/bin/curl; do
+for pair in chromium:/usr/bin/chromium nginx:/usr/sbin/nginx curl:/usr/bin/curl \
+  redis-server:/usr/bin/redis-server redis-tools:/usr/bin/redis-cli; do
   [[ -x ${pair#*:} ]] || missing+=("${pair%%:*}")
 done
 if ((${#missing[@]} > 0)); then
@@ -41,4 +43,4 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ! npm ls --all >/dev/null 2>&1; then
   npm ci --no-audit --no-fund
 fi
-echo "clients: chromium, nginx, curl and node_modules are ready"
+echo "clients: chromium, nginx, curl, redis-server, redis-cli and node_modules are ready"
