@@ -759,7 +759,11 @@ fn replayed_events_count_as_pushed_frames() {
     assert_eq!(server.post("/send/r", "two").0, 202);
     let mut again = Counted::open_with(&server, "r", &format!("Last-Event-ID: {newest}\r\n"));
     again.read_pushed("two", 1);
-    let scrape = scrape(&server);
+    // A frame is counted once its write returned, which may be a moment
+    // after the client read it.
+    let scrape = scrape_until(&server, |scrape| {
+        scrape.value("sse_pushed_frames_total") >= 2.0
+    });
     assert_eq!(scrape.value("sse_pushed_frames_total"), 2.0);
     assert_eq!(
         scrape.value("sse_publishes_total{outcome=\"accepted\",status=\"202\"}"),
