@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Lints the server's plain replies with REDbot (https://redbot.org, PyPI `redbot`): `/`, `/users`
-# and a 404; fails on any warning. Usage: scripts/redbot.sh   (SSE_SERVER_BIN=path skips the build)
+# Lints the server's plain replies with REDbot (https://redbot.org, PyPI `redbot`): `/`, `/users`,
+# `/metrics` and a 404; fails on any warning. Usage: scripts/redbot.sh   (SSE_SERVER_BIN=path skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 err() { echo "redbot: $*" >&2; }
@@ -94,8 +94,9 @@ PY
 # `/`: STORE_STORABLE, because a cache may keep the demo page; FRESHNESS_NO_CACHE, because
 # `no-cache` makes it ask (with the ETag) before each reuse, which is what we want.
 lint / 200 STORE_STORABLE FRESHNESS_NO_CACHE
-# `/users`: STORE_NO_STORE, because live counts must never come from a cache.
+# `/users` and `/metrics`: STORE_NO_STORE, because live counts must never come from a cache.
 lint /users 200 STORE_NO_STORE
+lint /metrics 200 STORE_NO_STORE
 # `/nope`: STATUS_NOT_FOUND, because we asked for a 404; STORE_UNSTORABLE, because REDbot does
 # not store it (a 404 without freshness information is not worth caching).
 lint /nope 404 STATUS_NOT_FOUND STORE_UNSTORABLE
