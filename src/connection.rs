@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 pub use crate::end_reason::EndReason;
-use crate::event::StoredEvent;
-use crate::limits::{FAREWELL_TIMEOUT, MAX_OUTBOX_BYTES, WRITE_SLICE};
+use crate::event::{EventId, StoredEvent};
+use crate::limits::{MAX_OUTBOX_BYTES, WRITE_SLICE};
 use crate::metrics::Metrics;
 use crate::net::is_timeout;
 
@@ -77,6 +77,13 @@ struct Outbox {
     front_written: usize,
     /// Sum of the queued frames' lengths (what the client is behind by).
     bytes: usize,
+    /// When a publisher's slice last ran out on a full socket, in ms since
+    /// the connection opened (0: the outbox is not stuck).
+    stuck_at_ms: u64,
+    /// Events up to this id are the client's already and are not queued
+    /// (cluster mode: a client that resumes from an id this instance's
+    /// reader has not delivered yet).
+    seen_through: EventId,
 }
 
 /// Whether a drain emptied the outbox.
@@ -145,10 +152,14 @@ impl Connection {
         })
     }
 
-    /// Queues a pushed event. Returns whether the outbox was empty before:
-    /// then the caller must [`Connection::flush`] (otherwise whoever made it
-    /// non-empty flushes, or the owner catches up). A client more than
-    /// [`MAX_OUTBOX_BYTES`] behind is ended as `stalled`.
+    /// Queues a pushed event. Returns whether the caller must
+    /// [`Connection::flush`]: when the outbox was empty before (otherwise
+    /// whoever made it non-empty is writing it), or when a publisher last
+    /// gave up on the full socket at least [`STUCK_RETRY`] ago (so a client
+    /// that reads slowly but steadily keeps getting its events, and one that
+    /// reads nothing costs each publisher at most one slice per
+    /// [`STUCK_RETRY`]). A client more than [`MAX_OUTBOX_BYTES`] behind is
+    /// ended as `stalled`.
     ///
     /// Called with the event log's lock held, so every outbox receives
     /// events in id order.
@@ -157,6 +168,9 @@ impl Connection {
             return Err(reason);
         }
         let mut outbox = self.lock_outbox();
+        if event.id <= outbox.seen_through {
+            return Ok(false);
+        }
         if outbox.bytes + event.frame.len() > MAX_OUTBOX_BYTES {
             drop(outbox);
             return Err(self.end_and_wake_owner(EndReason::Stalled));
@@ -164,17 +178,33 @@ impl Connection {
         let was_empty = outbox.events.is_empty();
         outbox.bytes += event.frame.len();
         outbox.events.push_back(Arc::clone(event));
-        Ok(was_empty)
+        let retry_stuck = outbox.stuck_at_ms != 0
+            && self.elapsed_ms().saturating_sub(outbox.stuck_at_ms) >= STUCK_RETRY_MS;
+        Ok(was_empty || retry_stuck)
+    }
+
+    /// Marks every event up to `id` as the client's already: it is not
+    /// queued (see [`Outbox::seen_through`]). Called before the stream is
+    /// registered.
+    pub fn skip_through(&self, id: EventId) {
+        self.lock_outbox().seen_through = id;
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        // At least 1, so that 0 can mean "not stuck".
+        (self.opened.elapsed().as_millis() as u64).max(1)
     }
 
     /// A publisher's flush: writes what is queued unless someone else is
     /// writing (they will), spending at most one [`WRITE_SLICE`] on a full
     /// socket. Never waits for another thread.
     pub fn flush(&self) {
-        // Each round either empties the outbox or gives up; a second round
-        // happens only when an event arrived while we held the writer (its
-        // publisher found the writer busy and left it to us).
-        for _ in 0..MAX_FLUSH_ROUNDS {
+        // Another round happens only when an event arrived while we held the
+        // writer (its publisher found the writer busy and left it to us), and
+        // the socket took everything so far: so a publisher may write other
+        // publishers' events too, for as long as the socket takes them at
+        // once, but never waits on a full socket more than one slice.
+        loop {
             let Some(mut writer) = self.try_writer() else {
                 return;
             };
@@ -196,12 +226,14 @@ impl Connection {
     }
 
     /// The farewell of a graceful shutdown, then the end. Written only if
-    /// nobody else is writing and no frame is half written, with one short
-    /// try: a stalled client is not waited for.
-    pub fn send_farewell(&self, frame: &[u8]) {
+    /// nobody else is writing and nothing is queued (a client with a backlog
+    /// is slow: it is closed without it), by `deadline`, which a shutdown
+    /// shares between all streams: a full socket costs at most one try of
+    /// one [`WRITE_SLICE`].
+    pub fn send_farewell(&self, frame: &[u8], deadline: Instant) {
         if let Some(mut writer) = self.try_writer() {
-            if self.lock_outbox().front_written == 0 {
-                let _ = writer.write_until(frame, Instant::now() + FAREWELL_TIMEOUT);
+            if self.outbox_is_empty() {
+                let _ = writer.write_until(frame, deadline);
             }
         }
         self.end_and_wake_owner(EndReason::Shutdown);
@@ -246,9 +278,11 @@ impl Connection {
     }
 }
 
-/// Flush rounds before a publisher leaves the rest to the owner: a bound on
-/// the time one publisher can be kept busy by others' events.
-const MAX_FLUSH_ROUNDS: usize = 4;
+/// How long after a publisher gave up on a full socket the next publisher
+/// tries it again (see [`Connection::enqueue`]).
+pub const STUCK_RETRY: Duration = Duration::from_millis(STUCK_RETRY_MS);
+
+const STUCK_RETRY_MS: u64 = 100;
 
 impl Writer<'_> {
     /// Writes all of `frame` by `deadline`, or ends the stream: a client
@@ -277,11 +311,15 @@ impl Writer<'_> {
             let mut outbox = self.connection.lock_outbox();
             if written < rest.len() {
                 outbox.front_written += written;
+                outbox.stuck_at_ms = self.connection.elapsed_ms();
                 return Ok(Drained::NotAll);
             }
             outbox.events.pop_front();
             outbox.bytes -= event.frame.len();
             outbox.front_written = 0;
+            if outbox.events.is_empty() {
+                outbox.stuck_at_ms = 0;
+            }
             self.connection.metrics.count_pushed_frame();
         }
     }
@@ -457,5 +495,39 @@ mod tests {
         assert_eq!(connection.enqueue(&big), Ok(false));
         assert_eq!(connection.enqueue(&big), Err(EndReason::Stalled));
         assert_eq!(connection.enqueue(&event(2, "x")), Err(EndReason::Stalled));
+    }
+
+    #[test]
+    fn a_stuck_socket_is_tried_again_after_a_while_not_at_every_event() {
+        let (connection, _client) = connected();
+        let big = event(1, &"x".repeat(256 * 1024));
+        for _ in 0..64 {
+            if connection.enqueue(&big).is_err() {
+                break;
+            }
+            connection.flush();
+            if connection.has_backlog() {
+                break;
+            }
+        }
+        assert!(connection.has_backlog(), "the socket never filled");
+        // Stuck just now: the next publisher leaves it to the owner.
+        assert_eq!(connection.enqueue(&event(2, "x")), Ok(false));
+        std::thread::sleep(STUCK_RETRY + Duration::from_millis(20));
+        // A while later, the next publisher tries one slice again.
+        assert_eq!(connection.enqueue(&event(3, "x")), Ok(true));
+    }
+
+    #[test]
+    fn events_the_client_has_already_are_not_queued() {
+        let (connection, mut client) = connected();
+        connection.skip_through(EventId::new(5, 0));
+        assert_eq!(connection.enqueue(&event(4, "old")), Ok(false));
+        assert_eq!(connection.enqueue(&event(5, "old")), Ok(false));
+        assert!(!connection.has_backlog());
+        assert_eq!(connection.enqueue(&event(6, "new")), Ok(true));
+        connection.flush();
+        let expected = "id: 6-0\ndata: new\n\n";
+        assert_eq!(read_exactly(&mut client, expected.len()), expected);
     }
 }

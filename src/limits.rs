@@ -147,8 +147,9 @@ pub const MIN_PERIOD: Duration = Duration::from_millis(10);
 /// The most a publisher waits on one subscriber's full socket. What does
 /// not fit in that time stays queued for the stream's own thread, which
 /// waits up to `--write-timeout` for it. So a publish is never held up by a
-/// subscriber that stopped reading for longer than one slice per target
-/// whose socket filled up during that very publish.
+/// subscriber that stopped reading for longer than one slice, and only
+/// when its socket filled up during that very publish or was last tried
+/// 100 ms ago or more (`connection::STUCK_RETRY`).
 pub const WRITE_SLICE: Duration = Duration::from_millis(10);
 
 /// Most bytes of pushed events queued for one stream and not yet taken by
@@ -227,7 +228,8 @@ pub const TOKEN_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Cluster mode: longest a reconnecting stream waits for this instance's
 /// reader to catch up with the id its client already saw on another
 /// instance (see `Shared::lock_events_caught_up`). Past it the stream
-/// starts anyway; the client may then see an event twice.
+/// starts anyway, and the events up to the client's id that the reader
+/// delivers later are not sent to it again (`Connection::skip_through`).
 pub const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
 /// Cluster mode: `Retry-After` (seconds) of the `503` a publisher gets

@@ -24,11 +24,11 @@
 //! to streams nobody else is writing to, and spends at most one
 //! `WRITE_SLICE` (10 ms) on a stream whose socket is full; what did not fit
 //! stays queued for that stream's own thread. So the worst case of a
-//! publish is one slice for each target whose socket filled up during it
-//! (12 subscribers that stopped reading: about 120 ms, once; after that
-//! their outbox is behind and publishers do not touch their sockets at
-//! all), not one write timeout per stalled subscriber, and a publish to
-//! one healthy user is never held up by anyone else.
+//! publish is one slice for each target whose socket filled up during it,
+//! or was stuck at least `STUCK_RETRY` (100 ms) ago (12 subscribers that
+//! stopped reading: about 120 ms, at most once per 100 ms), not one write
+//! timeout per stalled subscriber, and a publish to one healthy user is
+//! never held up by anyone else.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

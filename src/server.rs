@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::event::Target;
 use crate::json;
 use crate::limits::{
-    ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, HEAD_READ_TIMEOUT, MAX_HEAD_BYTES,
+    ACCEPT_BACKOFF, CONNECTION_STACK_BYTES, FAREWELL_TIMEOUT, HEAD_READ_TIMEOUT, MAX_HEAD_BYTES,
     SERVER_FULL_RETRY_AFTER_SECS, SHUTDOWN_GRACE,
 };
 use crate::log;
@@ -509,9 +509,13 @@ fn reject(shared: &Shared, client: &Client, reply: Reply, head_only: bool) {
 /// closed, then a bounded wait for the connection threads to end.
 fn close_everything(shared: &Shared) -> usize {
     let streams = shared.registry.all_connections();
+    // One deadline for every farewell, so a shutdown never waits on
+    // stalled clients one after another.
+    let farewell_deadline = Instant::now() + FAREWELL_TIMEOUT;
     publish::spread_over_threads(&streams, |connection| {
-        connection.send_farewell(sse::SHUTDOWN_EVENT);
+        connection.send_farewell(sse::SHUTDOWN_EVENT, farewell_deadline);
     });
+
     for socket in shared.live_sockets() {
         let _ = socket.shutdown(Shutdown::Both);
     }

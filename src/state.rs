@@ -46,8 +46,8 @@ pub struct Shared {
     /// The external log, also reachable without the lock (for the users
     /// count on every tick); `None` in process.
     external: Option<Arc<dyn ExternalLog>>,
-    /// When the server started; ticks fall on multiples of the interval
-    /// since then.
+    /// When the server started; each stream's ticks fall at its own phase
+    /// plus multiples of the interval since then (see `schedule.rs`).
     pub started: Instant,
     shutting_down: AtomicBool,
     /// Every connection whose thread is alive, by connection id: the

@@ -21,10 +21,9 @@
 //! FIN wakes the thread the moment it arrives: `peek` returns `Ok(0)`.
 //! `peek` rather than `read` so the wait consumes nothing.
 //!
-//! Ticks are aligned to one server-wide schedule (multiples of the interval
-//! since start): every client's tick `k` is due at the same instant, and
-//! the schedule never drifts. The frame's `time` is the moment it is
-//! written, as in the original.
+//! Each stream ticks on its own phase within the interval, on a schedule
+//! that never drifts (see `schedule.rs`). The frame's `time` is the moment
+//! it is written, as in the original.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -97,9 +96,11 @@ pub fn serve(
 /// What a stream's start must write after its head.
 struct StartReplay {
     replay: Replay,
-    /// The newest event id when the stream registered: it accounts for
-    /// every event up to it (by replay, or because the client did not ask),
-    /// and is queued every event after it.
+    /// The newest event id when the stream registered (or the client's own,
+    /// when it is ahead of this instance's reader): the stream accounts for
+    /// every event up to it (by replay, or because the client did not ask
+    /// or had it already), and is queued every event after it. The id-only
+    /// block carries it.
     newest: EventId,
 }
 
@@ -111,19 +112,33 @@ fn register<'a>(
     connection: &Arc<Connection>,
     last_seen: Option<LastSeen>,
 ) -> Option<(Registration<'a>, StartReplay)> {
-    let (registration, counts, pending, newest) = {
+    let (registration, counts, pending, newest, resume_id) = {
         let events = shared.lock_events_caught_up(last_seen);
+        let newest = events.newest();
+        // Cluster mode: a client that comes from an instance whose reader
+        // is ahead of ours already has the events up to its id; ours may
+        // deliver them after the wait above ran out. They are not queued.
+        let mut resume_id = newest;
+        if let (Some(_), Some(LastSeen::Id(id))) = (events.external(), last_seen) {
+            if id > newest {
+                connection.skip_through(id);
+                resume_id = id;
+            }
+        }
         let (registration, counts) = shared
             .registry
             .register(Arc::clone(connection), shared.max_clients)?;
         let pending = events.begin_replay(&connection.user_id, last_seen);
-        (registration, counts, pending, events.newest())
+        (registration, counts, pending, newest, resume_id)
     };
     // An external log (cluster mode) is asked only now, without the lock:
     // events after `newest` are queued on this stream meanwhile, and its
     // writer is held, so they follow the replay.
     let replay = pending.finish(&connection.user_id, newest);
-    let start = StartReplay { replay, newest };
+    let start = StartReplay {
+        replay,
+        newest: resume_id,
+    };
     shared.users_changed();
     log!(
         "open user={} conn={} users={} conns={} peer={}",

@@ -38,22 +38,24 @@
 pub mod presence;
 pub mod schema;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::RedisUrl;
-use crate::event::{EventId, LastSeen, Target};
+use crate::event::{EventId, LastSeen, StoredEvent, Target};
 use crate::event_log::{ExternalLog, Unavailable};
 use crate::history::{Gap, Replay};
+use crate::limits::MAX_HISTORY_BYTES;
 use crate::log;
 use crate::publish;
 use crate::redis::{Connection, Pool, RedisError, COMMAND_TIMEOUT};
 use crate::state::Shared;
 
 use self::presence::Presence;
-use self::schema::{Entry, Skipped, StreamInfo};
+use self::schema::{Skipped, StreamInfo};
 
 /// How long a start waits for Redis before giving up (exit 1).
 pub const START_RETRY_LIMIT: Duration = Duration::from_secs(10);
@@ -69,7 +71,8 @@ pub const READ_COUNT: usize = 500;
 pub const REPLAY_PAGE_ENTRIES: usize = 200;
 
 /// Most `XRANGE` pages one replay reads. With [`REPLAY_PAGE_ENTRIES`] that
-/// is 20,000 entries; the stream is trimmed to about `--history` anyway.
+/// is 20,000 entries; the stream is trimmed to about `--history` anyway. A
+/// longer one is answered with a `gap` up to the newest id and no events.
 pub const MAX_REPLAY_PAGES: usize = 100;
 
 /// First pause of the reader after Redis failed; it doubles up to
@@ -230,18 +233,27 @@ impl Cluster {
 
     /// Reads the replay's entries page by page, then `XINFO STREAM`
     /// (after, so a trim during the reads shows as a gap, never as a
-    /// silent hole).
+    /// silent hole). What it keeps is bounded like in-process history: at
+    /// most [`MAX_HISTORY_BYTES`] of encoded events, the newest ones; older
+    /// ones dropped for the budget, or everything when the stream is longer
+    /// than [`MAX_REPLAY_PAGES`] pages, are reported as lost.
     fn read_replay(
         &self,
         connection: &mut Connection,
         user_id: &str,
         after: Option<EventId>,
         newest: EventId,
-    ) -> Result<(Vec<Entry>, Option<EventId>, StreamInfo), RedisError> {
-        let mut events = Vec::new();
-        let mut first_read = None;
+    ) -> Result<ReplayRead, RedisError> {
+        let mut read = ReplayRead {
+            events: VecDeque::new(),
+            first_read: None,
+            dropped_up_to: None,
+            info: StreamInfo::EMPTY,
+        };
+        let mut bytes = 0;
         let mut cursor = after;
         let (end, page) = (newest.to_string(), REPLAY_PAGE_ENTRIES.to_string());
+        let mut complete = false;
         for _ in 0..MAX_REPLAY_PAGES {
             // `(id` is an exclusive start (XRANGE, Redis 6.2+); `-` the very first.
             let start = cursor.map_or("-".to_string(), |id| format!("({id}"));
@@ -254,21 +266,49 @@ impl Cluster {
                     Ok(entry) => Some(entry.id),
                     Err(skipped) => skipped.id,
                 };
-                first_read = first_read.or(id);
+                read.first_read = read.first_read.or(id);
                 cursor = id.or(cursor);
-                if let Ok(entry) = entry {
-                    if entry.target.includes(user_id) {
-                        events.push(entry);
-                    }
+                let Ok(entry) = entry else { continue };
+                if !entry.target.includes(user_id) {
+                    continue;
+                }
+                let event = entry.into_stored();
+                bytes += event.footprint();
+                read.events.push_back(event);
+                while bytes > MAX_HISTORY_BYTES {
+                    let Some(oldest) = read.events.pop_front() else {
+                        break;
+                    };
+                    bytes -= oldest.footprint();
+                    read.dropped_up_to = Some(oldest.id);
                 }
             }
             if !full_page {
+                complete = true;
                 break;
             }
         }
-        let info = stream_info(connection, &self.key)?;
-        Ok((events, first_read, info))
+        if !complete {
+            // Longer than we read: what we did not read is lost to this
+            // client, and what we read is older than it, so drop it all.
+            read.events.clear();
+            read.dropped_up_to = Some(newest);
+        }
+        read.info = stream_info(connection, &self.key)?;
+        Ok(read)
     }
+}
+
+/// What a replay read from Redis.
+#[derive(Debug)]
+struct ReplayRead {
+    /// The events for the user, oldest first, within the byte budget.
+    events: VecDeque<Arc<StoredEvent>>,
+    /// The first entry read at all (for the user or not).
+    first_read: Option<EventId>,
+    /// The newest event left out for the budget or the page cap.
+    dropped_up_to: Option<EventId>,
+    info: StreamInfo,
 }
 
 impl ExternalLog for Cluster {
@@ -314,10 +354,21 @@ impl ExternalLog for Cluster {
             .pool
             .with_connection(|connection| self.read_replay(connection, user_id, after, newest));
         match result {
-            Ok((entries, first_read, info)) => Replay {
-                gap: schema::replay_gap(after, info, first_read, newest),
-                events: entries.into_iter().map(Entry::into_stored).collect(),
-            },
+            Ok(read) => {
+                let gap = schema::replay_gap(after, read.info, read.first_read, newest);
+                let gap = match (gap, read.dropped_up_to) {
+                    (gap, None) => gap,
+                    (Some(gap), Some(dropped)) => Some(Gap {
+                        after,
+                        to: gap.to.max(dropped),
+                    }),
+                    (None, Some(dropped)) => Some(Gap { after, to: dropped }),
+                };
+                Replay {
+                    gap,
+                    events: read.events.into(),
+                }
+            }
             // Whatever we could not read is reported as lost: never a hang,
             // never a silent skip.
             Err(error) => {
