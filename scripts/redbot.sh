@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lints the server's plain replies with REDbot (https://redbot.org, PyPI `redbot`): `/`, `/users`
-# and a 404; fails on any warning. Usage: scripts/redbot.sh   (SSE_SERVER_BIN=path skips the build)
+# Lints the server's plain replies with REDbot (https://redbot.org, PyPI `redbot`): `/`, `/users`,
+# `/metrics`, a 404 and a stream's 401; fails on any warning.
+# Usage: scripts/redbot.sh   (SSE_SERVER_BIN=path skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 err() { echo "redbot: $*" >&2; }
@@ -40,7 +41,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$binary" --port 0 --interval 200ms >"$log" &
+# A subscribe secret, so a stream request without a token gets the 401 a browser would see. Only
+# this run's server knows it; it is made up here and never written to disk.
+SSE_SUBSCRIBE_SECRET="redbot-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" \
+  "$binary" --port 0 --interval 200ms >"$log" &
 server_pid=$!
 base=""
 for _ in $(seq 1 100); do
@@ -94,11 +98,14 @@ PY
 # `/`: STORE_STORABLE, because a cache may keep the demo page; FRESHNESS_NO_CACHE, because
 # `no-cache` makes it ask (with the ETag) before each reuse, which is what we want.
 lint / 200 STORE_STORABLE FRESHNESS_NO_CACHE
-# `/users`: STORE_NO_STORE, because live counts must never come from a cache.
+# `/users` and `/metrics`: STORE_NO_STORE, because live counts must never come from a cache.
 lint /users 200 STORE_NO_STORE
+lint /metrics 200 STORE_NO_STORE
 # `/nope`: STATUS_NOT_FOUND, because we asked for a 404; STORE_UNSTORABLE, because REDbot does
 # not store it (a 404 without freshness information is not worth caching).
 lint /nope 404 STATUS_NOT_FOUND STORE_UNSTORABLE
+# `/sse/redbot` without a token: a 401 (RFC 6750 §3.1), STORE_UNSTORABLE for the same reason.
+lint /sse/redbot 401 STORE_UNSTORABLE
 
 if [ "$failed" -gt 0 ]; then
   err "server log:"; cat "$log" >&2

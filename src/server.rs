@@ -398,7 +398,10 @@ fn metrics_reply(shared: &Shared) -> Reply {
         threads: shared.live_connections(),
     };
     let body = shared.metrics.render(gauges).into_bytes();
-    with_allow_origin(shared, Reply::new(200, metrics::CONTENT_TYPE, body))
+    // Live counts, like `/users`: no cache may store them (RFC 9111 §5.2.2.5).
+    let reply =
+        Reply::new(200, metrics::CONTENT_TYPE, body).with_header("Cache-Control", "no-store");
+    with_allow_origin(shared, reply)
 }
 
 /// Adds `Access-Control-Allow-Origin` when `--allow-origin` is set.

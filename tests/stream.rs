@@ -277,14 +277,15 @@ fn incomplete_head_times_out_with_408() {
 }
 
 /// Plain replies are dated (RFC 9110 §6.6.1) and say how caches may keep
-/// them: `/users` is live data (`no-store`), the demo page is revalidated
-/// (`no-cache`, with an `ETag` that earns a `304`), an error carries no
-/// `Cache-Control`.
+/// them: `/users` and `/metrics` are live data (`no-store`), the demo page
+/// is revalidated (`no-cache`, with an `ETag` that earns a `304`), an error
+/// carries no `Cache-Control`.
 #[test]
 fn plain_replies_carry_date_and_cache_control() {
     let server = Server::start(&["--interval", "50ms"]);
     for (path, status, cache_control) in [
         ("/users", 200, Some("no-store")),
+        ("/metrics", 200, Some("no-store")),
         ("/", 200, Some("no-cache")),
         ("/nope", 404, None),
     ] {
