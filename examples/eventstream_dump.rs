@@ -47,13 +47,7 @@ fn main() -> io::Result<()> {
         }
         for output in outputs.drain(..) {
             match output {
-                Output::Event(event) => writeln!(
-                    stdout,
-                    "{{\"id\":{},\"event\":{},\"data\":{}}}",
-                    Quoted(&event.id),
-                    Quoted(&event.event_type),
-                    Quoted(&event.data)
-                )?,
+                Output::Event(event) => event.write_json_line(&mut stdout)?,
                 Output::Retry(milliseconds) => writeln!(stdout, "{{\"retry\":{milliseconds}}}")?,
             }
         }

@@ -157,11 +157,9 @@ pub fn parse_args(
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_string(), Some(value.to_string()))
-            }
-            _ => (arg, None),
+        let (flag, inline_value) = match split_flag(&arg) {
+            (flag, Some(value)) => (flag.to_string(), Some(value.to_string())),
+            (_, None) => (arg, None),
         };
         let no_value = || match inline_value {
             Some(_) => Err(ConfigError(format!("{flag} takes no value"))),
@@ -278,6 +276,15 @@ fn checked_secret(source: &str, bytes: Vec<u8>) -> Result<Secret, ConfigError> {
             "{source}: the secret is {length} bytes, it needs at least {MIN_SUBSCRIBE_SECRET_BYTES}"
         ))
     })
+}
+
+/// Splits `--name=value` into its two halves; other arguments pass whole.
+/// The subcommands (`listen`, `publish`) split their flags the same way.
+pub fn split_flag(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+        _ => (arg, None),
+    }
 }
 
 /// Parses `500ms`, `3s`, `1m` (and `0`, with or without a unit).

@@ -47,6 +47,7 @@
 //!
 //! This module never touches a socket.
 
+use crate::json::Quoted;
 use crate::limits::MAX_CLIENT_EVENT_BYTES;
 
 /// UTF-8's encoding of U+FEFF, the byte-order mark.
@@ -78,6 +79,21 @@ pub struct Event {
     /// The event's lines as they came (comments and unknown fields too),
     /// each ending in `\n`, and the blank line that dispatched it.
     pub raw: String,
+}
+
+impl Event {
+    /// Writes the event as one JSON line, `{"id":…,"event":…,"data":…}`:
+    /// what `sse-server listen` prints, and what the differential test
+    /// compares with another parser's output.
+    pub fn write_json_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{{\"id\":{},\"event\":{},\"data\":{}}}",
+            Quoted(&self.id),
+            Quoted(&self.event_type),
+            Quoted(&self.data)
+        )
+    }
 }
 
 /// Why the parser stops reading a stream.

@@ -36,8 +36,9 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Framing, Url};
 use super::transport::{self, Response, TransportError};
-use super::{split_flag, Exit};
+use super::Exit;
 use crate::config::parse_duration;
+use crate::config::split_flag;
 use crate::eventstream::{Event, Output, Parser};
 use crate::json::Quoted;
 use crate::limits::{
@@ -214,7 +215,7 @@ pub fn run(options: &Options, out: &mut dyn Write, status: &mut dyn Write) -> Ex
         out,
         status,
         printed: 0,
-        last_event_id: options.last_event_id.clone().unwrap_or_default(),
+        parser: Parser::new(options.last_event_id.as_deref().unwrap_or("")),
         retry: CLIENT_DEFAULT_RETRY,
         started: Instant::now(),
         deadline: options.timeout.map(|timeout| Instant::now() + timeout),
@@ -264,9 +265,11 @@ struct Listener<'a> {
     out: &'a mut dyn Write,
     status: &'a mut dyn Write,
     printed: u64,
-    /// The event source's last event ID string (§9.2.4), sent as
-    /// `Last-Event-ID` on every reconnection.
-    last_event_id: String,
+    /// The stream parser. It outlives each connection: `Parser::end` drops
+    /// what a connection left unfinished and keeps the event source's last
+    /// event ID string (§9.2.4), sent as `Last-Event-ID` on every
+    /// reconnection.
+    parser: Parser,
     /// The reconnection time: the last `retry:`, capped.
     retry: Duration,
     started: Instant,
@@ -282,7 +285,7 @@ impl Listener<'_> {
         if let Some(user_deadline) = self.deadline {
             deadline = deadline.min(user_deadline);
         }
-        let request = http::stream_request(url, Some(&self.last_event_id));
+        let request = http::stream_request(url, Some(self.parser.last_event_id()));
         let response = match transport::exchange(url, &request, deadline) {
             Ok(response) => response,
             Err(TransportError::TimedOut) if self.deadline_passed() => {
@@ -338,7 +341,7 @@ impl Listener<'_> {
             self.say(format!("giving up: {}", error.reason()));
             Exit::Failed
         })?;
-        match self.last_event_id.as_str() {
+        match self.parser.last_event_id() {
             "" => self.say(format!("connected to {}", self.url_text())),
             id => self.say(format!(
                 "connected to {} with Last-Event-ID: {id}",
@@ -356,11 +359,10 @@ impl Listener<'_> {
             body_start,
             ..
         } = response;
-        let mut parser = Parser::new(&self.last_event_id);
         let mut got_event = false;
         let mut buffer = vec![0u8; 16 * 1024];
         let mut received = body_start.len();
-        let mut ended = self.consume(&body_start, &mut framing, &mut parser, &mut got_event);
+        let mut ended = self.consume(&body_start, &mut framing, &mut got_event);
         // Bounded by the stream itself: it runs until the server ends it,
         // the network fails, or --count/--timeout end the command.
         let why = loop {
@@ -378,11 +380,11 @@ impl Listener<'_> {
                 Err(error) => break format!("the connection failed: {error}"),
             };
             received += count;
-            ended = self.consume(&buffer[..count], &mut framing, &mut parser, &mut got_event);
+            ended = self.consume(&buffer[..count], &mut framing, &mut got_event);
         };
         // "Once the end of the file is reached, any pending data must be
         // discarded."
-        let dropped = parser.end();
+        let dropped = self.parser.end();
         let why = match (dropped, received) {
             (true, _) => format!("{why} (an incomplete event was dropped)"),
             (false, 0) => format!("{why} before sending anything"),
@@ -396,7 +398,6 @@ impl Listener<'_> {
         &mut self,
         bytes: &[u8],
         framing: &mut Framing,
-        parser: &mut Parser,
         got_event: &mut bool,
     ) -> Result<bool, Ending> {
         let mut body = Vec::with_capacity(bytes.len());
@@ -405,7 +406,7 @@ impl Listener<'_> {
             Ending::Stop(Exit::Failed)
         })?;
         let mut outputs = Vec::new();
-        let parsed = parser.feed(&body, &mut outputs);
+        let parsed = self.parser.feed(&body, &mut outputs);
         // Events before a parse error still count.
         for output in outputs {
             match output {
@@ -420,7 +421,6 @@ impl Listener<'_> {
                 }
             }
         }
-        self.last_event_id = parser.last_event_id().to_string();
         if let Err(error) = parsed {
             self.say(format!("giving up: {}", error.reason()));
             return Err(Ending::Stop(Exit::Failed));
@@ -436,13 +436,7 @@ impl Listener<'_> {
             return None;
         }
         let written = match self.options.format {
-            Format::Json => writeln!(
-                self.out,
-                "{{\"id\":{},\"event\":{},\"data\":{}}}",
-                Quoted(&event.id),
-                Quoted(&event.event_type),
-                Quoted(&event.data)
-            ),
+            Format::Json => event.write_json_line(self.out),
             Format::Data => writeln!(self.out, "{}", event.data),
             Format::Raw => self.out.write_all(event.raw.as_bytes()),
         };
@@ -456,14 +450,13 @@ impl Listener<'_> {
 
     /// Sleeps the reconnection time, or until the deadline.
     fn wait_retry(&mut self) -> Result<(), Exit> {
-        let mut wait = self.retry;
+        let wait = self.retry;
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left <= wait {
                 std::thread::sleep(left);
                 return Err(self.timed_out());
             }
-            wait = wait.min(left);
         }
         std::thread::sleep(wait);
         Ok(())

@@ -52,11 +52,3 @@ impl From<Exit> for ExitCode {
         ExitCode::from(exit.code())
     }
 }
-
-/// Splits `--name=value` into its two halves; other arguments pass whole.
-fn split_flag(arg: &str) -> (&str, Option<&str>) {
-    match arg.split_once('=') {
-        Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
-        _ => (arg, None),
-    }
-}

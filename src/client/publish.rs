@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use super::http::{self, Framing, Url};
 use super::transport::{self, TransportError};
-use super::{split_flag, Exit};
+use super::Exit;
+use crate::config::split_flag;
 use crate::limits::{CLIENT_RESPONSE_TIMEOUT, MAX_BODY_BYTES, MAX_REPLY_BODY_BYTES};
 
 /// The `publish --help` text.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, HeadParse, ResponseError, ResponseHead, Url};
 use crate::limits::CLIENT_CONNECT_TIMEOUT;
+pub use crate::net::is_timeout;
+use crate::net::{read_with_timeout, MIN_SOCKET_TIMEOUT};
 
 /// A response whose head has been read.
 #[derive(Debug)]
@@ -112,15 +114,19 @@ pub fn read_by(
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
     loop {
-        let timeout = match deadline {
-            Some(deadline) => Some(
-                remaining(deadline)
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "deadline passed"))?,
-            ),
-            None => None,
+        let result = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                read_with_timeout(stream, buffer, left)
+            }
+            None => stream
+                .set_read_timeout(None)
+                .and_then(|()| stream.read(buffer)),
         };
-        stream.set_read_timeout(timeout)?;
-        match stream.read(buffer) {
+        match result {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }
@@ -134,14 +140,6 @@ pub fn remaining(deadline: Instant) -> Result<Duration, TransportError> {
     if left.is_zero() {
         Err(TransportError::TimedOut)
     } else {
-        Ok(left.max(Duration::from_millis(1)))
+        Ok(left.max(MIN_SOCKET_TIMEOUT))
     }
-}
-
-/// Both `WouldBlock` and `TimedOut` mean a timeout: platforms differ.
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
