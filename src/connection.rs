@@ -178,8 +178,9 @@ impl Connection {
         let was_empty = outbox.events.is_empty();
         outbox.bytes += event.frame.len();
         outbox.events.push_back(Arc::clone(event));
-        let retry_stuck = outbox.stuck_at_ms != 0
-            && self.elapsed_ms().saturating_sub(outbox.stuck_at_ms) >= STUCK_RETRY_MS;
+        let stuck_for = self.ms_since_opened().saturating_sub(outbox.stuck_at_ms);
+        let retry_stuck =
+            outbox.stuck_at_ms != 0 && Duration::from_millis(stuck_for) >= STUCK_RETRY;
         Ok(was_empty || retry_stuck)
     }
 
@@ -190,9 +191,10 @@ impl Connection {
         self.lock_outbox().seen_through = id;
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        // At least 1, so that 0 can mean "not stuck".
-        (self.opened.elapsed().as_millis() as u64).max(1)
+    /// Milliseconds since the connection opened: the clock of
+    /// `last_write_ms` and `stuck_at_ms`.
+    fn ms_since_opened(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
     }
 
     /// A publisher's flush: writes what is queued unless someone else is
@@ -210,7 +212,7 @@ impl Connection {
             };
             let drained = writer.drain(Instant::now() + WRITE_SLICE);
             drop(writer);
-            if drained != Ok(Drained::All) || self.outbox_is_empty() {
+            if drained != Ok(Drained::All) || !self.has_backlog() {
                 return;
             }
         }
@@ -218,11 +220,7 @@ impl Connection {
 
     /// Whether pushed events are waiting to be written.
     pub fn has_backlog(&self) -> bool {
-        !self.outbox_is_empty()
-    }
-
-    fn outbox_is_empty(&self) -> bool {
-        self.lock_outbox().events.is_empty()
+        !self.lock_outbox().events.is_empty()
     }
 
     /// The farewell of a graceful shutdown, then the end. Written only if
@@ -232,7 +230,7 @@ impl Connection {
     /// one [`WRITE_SLICE`].
     pub fn send_farewell(&self, frame: &[u8], deadline: Instant) {
         if let Some(mut writer) = self.try_writer() {
-            if self.outbox_is_empty() {
+            if !self.has_backlog() {
                 let _ = writer.write_until(frame, deadline);
             }
         }
@@ -269,8 +267,7 @@ impl Connection {
     /// Time since anything was last written.
     pub fn idle_since_last_write(&self) -> Duration {
         let last = self.last_write_ms.load(Ordering::Relaxed);
-        let now = self.opened.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(last))
+        Duration::from_millis(self.ms_since_opened().saturating_sub(last))
     }
 
     fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -280,9 +277,7 @@ impl Connection {
 
 /// How long after a publisher gave up on a full socket the next publisher
 /// tries it again (see [`Connection::enqueue`]).
-pub const STUCK_RETRY: Duration = Duration::from_millis(STUCK_RETRY_MS);
-
-const STUCK_RETRY_MS: u64 = 100;
+pub const STUCK_RETRY: Duration = Duration::from_millis(100);
 
 impl Writer<'_> {
     /// Writes all of `frame` by `deadline`, or ends the stream: a client
@@ -311,7 +306,8 @@ impl Writer<'_> {
             let mut outbox = self.connection.lock_outbox();
             if written < rest.len() {
                 outbox.front_written += written;
-                outbox.stuck_at_ms = self.connection.elapsed_ms();
+                // At least 1: 0 means "not stuck".
+                outbox.stuck_at_ms = self.connection.ms_since_opened().max(1);
                 return Ok(Drained::NotAll);
             }
             outbox.events.pop_front();
@@ -362,8 +358,8 @@ impl Writer<'_> {
             }
         }
         if written > 0 {
-            let elapsed = connection.opened.elapsed().as_millis() as u64;
-            connection.last_write_ms.store(elapsed, Ordering::Relaxed);
+            let now = connection.ms_since_opened();
+            connection.last_write_ms.store(now, Ordering::Relaxed);
         }
         Ok(written)
     }

@@ -108,7 +108,7 @@ fn append_to_external(
     let started = Instant::now();
     let id = log.append(&target, event, data)?;
     let local = match &target {
-        Target::User(user_id) => shared.registry.connections_of(user_id).len(),
+        Target::User(user_id) => shared.registry.connection_count_of(user_id),
         Target::All => shared.registry.connection_count(),
     };
     log!(
@@ -157,14 +157,15 @@ pub fn publish(
     };
     let delivered = queued.delivered;
     flush_starting_anywhere(queued.to_flush, stored.id);
-    shared.metrics.observe_publish_latency(started.elapsed());
+    let took = started.elapsed();
+    shared.metrics.observe_publish_latency(took);
     log!(
         "publish id={} target={} event={} delivered={delivered} bytes={} took={}us",
         stored.id,
         target_text(&stored.target),
         event.unwrap_or("message"),
         data.len(),
-        started.elapsed().as_micros()
+        took.as_micros()
     );
     Ok((stored.id, delivered))
 }
@@ -236,8 +237,12 @@ fn queue_on_targets(shared: &Shared, _order: &EventLog, stored: &Arc<StoredEvent
 /// per core, so a broadcast to thousands of streams uses every core.
 pub fn spread_over_threads(connections: &[Arc<Connection>], work: impl Fn(&Connection) + Sync) {
     let run_chunk = |chunk: &[Arc<Connection>]| chunk.iter().for_each(|c| work(c));
+    if connections.len() < PARALLEL_DELIVERY_MIN {
+        return run_chunk(connections);
+    }
+    // Asked only for long lists: std reads the cgroup's CPU quota for it.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if connections.len() < PARALLEL_DELIVERY_MIN || workers == 1 {
+    if workers == 1 {
         return run_chunk(connections);
     }
     let chunk_size = connections.len().div_ceil(workers);

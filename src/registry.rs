@@ -63,8 +63,8 @@ pub struct UserSummary {
 #[derive(Debug)]
 pub struct Registration<'a> {
     registry: &'a Registry,
-    pub connection: Arc<Connection>,
-    /// Set by [`Registration::finish`], so `Drop` does not deregister twice.
+    connection: Arc<Connection>,
+    /// Set by [`Registration::close`], so `Drop` does not deregister twice.
     finished: bool,
 }
 
@@ -133,6 +133,13 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The number of open streams of one user.
+    pub fn connection_count_of(&self, user_id: &str) -> usize {
+        self.read()
+            .get(user_id)
+            .map_or(0, |user| user.connections.len())
+    }
+
     /// Every open stream.
     pub fn all_connections(&self) -> Vec<Arc<Connection>> {
         let users = self.read();
@@ -195,6 +202,11 @@ impl Registration<'_> {
     /// then only releases the connection (and with its last `Arc`, the
     /// socket).
     pub fn close(mut self, reason: EndReason) {
+        self.end(reason);
+    }
+
+    /// Deregisters, counts and logs the close, once.
+    fn end(&mut self, reason: EndReason) {
         self.finished = true;
         let counts = self.registry.deregister(&self.connection);
         self.registry.metrics.count_close(reason);
@@ -206,13 +218,10 @@ impl Drop for Registration<'_> {
     /// Deregisters on an abnormal exit (a panic); the normal path has called
     /// [`Registration::close`] already.
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if !self.finished {
+            let reason = self.connection.record_end(EndReason::Panic);
+            self.end(reason);
         }
-        let reason = self.connection.record_end(EndReason::Panic);
-        let counts = self.registry.deregister(&self.connection);
-        self.registry.metrics.count_close(reason);
-        log_close(&self.connection, reason, counts);
     }
 }
 

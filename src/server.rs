@@ -249,11 +249,18 @@ fn handle_connection(shared: &Shared, id: u64, stream: Arc<TcpStream>, peer: Soc
         return reject(shared, &client, server_full_reply(), head_only);
     }
     // 4. Answer.
-    dispatch(shared, &client, request, leftover, route);
+    dispatch(shared, &client, request, leftover, route, head_only);
 }
 
 /// Runs the route. Streams go to `stream.rs`; everything else is one reply.
-fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8>, route: Route) {
+fn dispatch(
+    shared: &Shared,
+    client: &Client,
+    request: Request,
+    leftover: Vec<u8>,
+    route: Route,
+    head_only: bool,
+) {
     // With a subscribe secret, a stream needs a token (auth.rs), checked before it registers.
     if let Err(refusal) =
         auth::check_stream(shared.config.subscribe_secret.as_ref(), &route, &request)
@@ -261,9 +268,7 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
         refusal.log(client.id, client.peer);
         return finish_reply(
             &client.stream,
-            &refusal
-                .reply()
-                .to_bytes(request.method == Method::Head, SystemTime::now()),
+            &refusal.reply().to_bytes(head_only, SystemTime::now()),
         );
     }
     if let Route::Stream {
@@ -330,7 +335,6 @@ fn dispatch(shared: &Shared, client: &Client, request: Request, leftover: Vec<u8
     if is_publish {
         shared.metrics.count_publish(reply.status);
     }
-    let head_only = request.method == Method::Head;
     if reply.status >= 400 {
         return reject(shared, client, reply, head_only);
     }

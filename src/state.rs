@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::event::{EventId, LastSeen};
@@ -123,18 +123,18 @@ impl Shared {
     /// gets no event twice.
     pub fn lock_events_caught_up(&self, last_seen: Option<LastSeen>) -> MutexGuard<'_, EventLog> {
         let mut events = self.lock_events();
-        let Some(LastSeen::Id(id)) = last_seen else {
+        let (Some(LastSeen::Id(id)), Some(_)) = (last_seen, &self.external) else {
             return events;
         };
         let deadline = Instant::now() + CATCH_UP_WAIT;
-        while events.external().is_some() && events.newest() < id {
+        while events.newest() < id {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
             events = self
                 .delivered
-                .wait_timeout(events, remaining.max(Duration::from_millis(1)))
+                .wait_timeout(events, remaining)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }

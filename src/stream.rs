@@ -79,7 +79,7 @@ pub fn serve(
     // 3. Write the start, with one deadline for all of it. No lock but
     //    this stream's own writer is held.
     let mut frame = Vec::with_capacity(FRAME_BUFFER_BYTES);
-    let started = write_start(shared, &mut writer, &replay, &mut frame);
+    let started = write_start(shared, &mut writer, &replay, connection_id, &mut frame);
     drop((writer, replay));
     // 4. Live: ticks, heartbeats, and the client's disconnect.
     let reason = match started {
@@ -161,6 +161,7 @@ fn write_start(
     shared: &Shared,
     writer: &mut Writer<'_>,
     start: &StartReplay,
+    connection_id: u64,
     head: &mut Vec<u8>,
 ) -> Result<(), EndReason> {
     let deadline = writer_deadline(shared);
@@ -171,7 +172,7 @@ fn write_start(
         SystemTime::now(),
     );
     head.extend_from_slice(sse::OPENING_COMMENT);
-    sse::write_retry(head, jittered_ms(shared.config.retry, now_ms()));
+    sse::write_retry(head, jittered_ms(shared.config.retry, connection_id));
     if let Some(gap) = start.replay.gap {
         sse::write_gap(head, gap.after, gap.to);
     }
@@ -234,7 +235,8 @@ fn wait_loop(shared: &Shared, connection: &Connection, mut frame: Vec<u8>) -> En
         // 1. A tick that is due (it writes what is queued first).
         let now = Instant::now();
         if let Some(schedule) = ticks.as_mut().filter(|schedule| schedule.next() <= now) {
-            if let Err(reason) = send_tick(shared, connection, &mut frame, schedule.next()) {
+            let late = now.saturating_duration_since(schedule.next());
+            if let Err(reason) = send_tick(shared, connection, &mut frame, late) {
                 return reason;
             }
             schedule.advance_past(Instant::now());
@@ -344,11 +346,10 @@ fn send_tick(
     shared: &Shared,
     connection: &Connection,
     frame: &mut Vec<u8>,
-    tick_at: Instant,
+    late: Duration,
 ) -> Result<(), EndReason> {
     frame.clear();
     let users = shared.user_count();
-    let late = Instant::now().saturating_duration_since(tick_at);
     sse::write_tick(frame, &connection.user_id, users, now_ms());
     send_frame(shared, connection, frame)?;
     shared.metrics.count_timer_frame();
