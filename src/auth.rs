@@ -18,12 +18,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::{self, ConfigError};
 use crate::json;
 use crate::limits::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 use crate::log;
+use crate::registry::now_ms;
 use crate::request::Request;
 use crate::response::Reply;
 use crate::route::{self, Route};
@@ -87,11 +88,7 @@ pub fn check_stream_at(
         user_id: user_id.clone(),
         target: redacted_target(&request.path, request.query.as_deref()),
     };
-    let presented = match presented_token(request) {
-        Ok(Some(presented)) => presented,
-        Ok(None) => return Err(refuse("no token")),
-        Err(reason) => return Err(refuse(reason)),
-    };
+    let presented = presented_token(request).map_err(refuse)?;
     match token::verify(secret.as_bytes(), user_id, &presented, now) {
         Ok(_expires) => Ok(()),
         Err(error) => Err(refuse(error.reason())),
@@ -99,20 +96,14 @@ pub fn check_stream_at(
 }
 
 /// The token a request carries: `?token=` (RFC 6750 §2.3), else
-/// `Authorization: Bearer` (§2.1). A query token that is not valid
-/// percent-encoded UTF-8 is refused as such.
-fn presented_token(request: &Request) -> Result<Option<String>, &'static str> {
+/// `Authorization: Bearer` (§2.1); the reason for the log when it has none,
+/// or a query token that is not valid percent-encoded UTF-8.
+fn presented_token(request: &Request) -> Result<String, &'static str> {
     match route::query_param(request.query.as_deref(), "token") {
-        Ok(Some(token)) => return Ok(Some(token)),
-        Ok(None) => {}
-        Err(_) => return Err("token is not valid percent-encoding"),
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => request.bearer_token().map(str::to_string).ok_or("no token"),
+        Err(_) => Err("token is not valid percent-encoding"),
     }
-    let bearer = request
-        .header("Authorization")
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-        .map(|(_, credentials)| credentials.trim().to_string());
-    Ok(bearer)
 }
 
 /// The path and query for the log, each query value but `lastEventId`
@@ -196,9 +187,9 @@ pub fn token_command(
     let mut secret = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.into())),
-            _ => (arg, None),
+        let (flag, inline_value) = match config::split_flag(&arg) {
+            (flag, Some(value)) => (flag.to_string(), Some(value.to_string())),
+            (_, None) => (arg, None),
         };
         let mut value = || {
             inline_value
@@ -260,9 +251,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 
 /// The current Unix time in seconds (0 if the clock is before 1970).
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+    now_ms() / 1000
 }
 
 #[cfg(test)]

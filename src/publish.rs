@@ -271,12 +271,7 @@ pub fn authorize(token: Option<&str>, peer: SocketAddr, request: &Request) -> Re
             Err(Reply::text(403, "publishing is only allowed from loopback"))
         };
     };
-    let presented = request
-        .header("Authorization")
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-        .map(|(_, credentials)| credentials.trim());
-    match presented {
+    match request.bearer_token() {
         None => {
             Err(Reply::text(401, "bearer token required").with_header("WWW-Authenticate", "Bearer"))
         }

@@ -172,6 +172,15 @@ impl Request {
             .map(|header| header.value.as_str())
     }
 
+    /// The credentials of `Authorization: Bearer …` (RFC 6750 §2.1; the
+    /// scheme is case-insensitive), if the request has them.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.header("Authorization")
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, credentials)| credentials.trim())
+    }
+
     /// Every header with this name, in order (for spotting duplicates such as
     /// two `Content-Length`s).
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
