@@ -266,6 +266,7 @@ fn dispatch(
         auth::check_stream(shared.config.subscribe_secret.as_ref(), &route, &request)
     {
         refusal.log(client.id, client.peer);
+        shared.metrics.count_reject(401);
         return finish_reply(
             &client.stream,
             &refusal.reply().to_bytes(head_only, SystemTime::now()),

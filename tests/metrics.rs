@@ -842,6 +842,20 @@ fn publish_outcomes_are_counted_by_status() {
     assert_eq!(scrape.value("sse_publish_latency_seconds_count"), 1.0);
 }
 
+/// A stream refused for want of a subscriber token is a reject like any
+/// other: one `reject` line, one count.
+#[test]
+fn refused_streams_are_counted_as_rejects() {
+    let secret = "s".repeat(32);
+    let server = Server::start_with_env(&[], &[("SSE_SUBSCRIBE_SECRET", secret.as_str())]);
+    assert_eq!(server.get("/sse/alice").0, 401);
+    server
+        .wait_for_log("reject status=401", WAIT)
+        .expect("refusal logged");
+    let scrape = scrape(&server);
+    assert_eq!(scrape.value("sse_rejects_total{status=\"401\"}"), 1.0);
+}
+
 /// The families, in order, with their types: what the README's table lists.
 #[test]
 fn a_scrape_has_every_family_with_its_type() {
