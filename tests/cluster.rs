@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::redis::{free_port, RedisServer};
-use common::{json_number, json_string, Server};
+use common::{json_string, Server};
 use sse_server::resp::Value;
 
 /// Longest a test waits for the cluster-wide users count to change:
@@ -59,19 +59,11 @@ fn entries(redis: &RedisServer) -> Vec<(String, Vec<String>)> {
 /// Polls `GET /users` on `server` until `users` is `expected`.
 #[track_caller]
 fn assert_users_become(server: &Server, expected: u64) {
-    let deadline = Instant::now() + USERS_TIMEOUT;
-    loop {
-        let (_, _, body) = server.get("/users");
-        let users = json_number(&body, "users");
-        if users == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "users stayed {users}, expected {expected}: {body}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        server.wait_for_users(expected, USERS_TIMEOUT),
+        "users never became {expected}: {:?}",
+        server.counts()
+    );
 }
 
 /// A publish on instance A reaches a subscriber of instance B, with the id
@@ -109,8 +101,7 @@ fn a_publish_on_one_instance_reaches_a_subscriber_on_another() {
             .to_vec()
         )]
     );
-    let (ms, seq) = id.split_once('-').expect("a redis id");
-    assert!(ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
+    common::event_id(&id); // a Redis stream id: ms-seq
     let (status, broadcast_id) = publish(&b, "/broadcast", "to all");
     assert_eq!(status, 202);
     assert_eq!(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{is_id_only, json_string, Server, SseClient};
+use common::{event_id, is_id_only, json_string, Server, SseClient};
 
 /// How long a publish to a healthy subscriber may take, whatever others do.
 const PROMPT: Duration = Duration::from_secs(1);
@@ -175,15 +175,6 @@ fn a_slow_replay_holds_up_no_publish() {
     server.assert_no_panic();
 }
 
-/// An event id as a comparable pair.
-fn id_pair(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (
-        ms.parse().expect("ms digits"),
-        seq.parse().expect("seq digits"),
-    )
-}
-
 /// One event block, parsed: (id, event type, data).
 fn parse_block(block: &str) -> (Option<String>, Option<String>, Option<String>) {
     let (mut id, mut event, mut data) = (None, None, None);
@@ -239,11 +230,11 @@ fn churning_subscriber(
             let Some(id) = id else { continue };
             if let Some(previous) = &last {
                 assert!(
-                    id_pair(&id) >= id_pair(previous),
+                    event_id(&id) >= event_id(previous),
                     "{user}: id {id} after {previous}"
                 );
                 if !is_id_only(&block) {
-                    assert!(id_pair(&id) > id_pair(previous), "{user}: {id} twice");
+                    assert!(event_id(&id) > event_id(previous), "{user}: {id} twice");
                 }
             }
             if event.as_deref() == Some("gap") {
@@ -255,7 +246,7 @@ fn churning_subscriber(
         }
         let done = final_id.lock().unwrap().clone();
         if let (Some(done), Some(last)) = (done, &last) {
-            if id_pair(last) >= id_pair(&done) {
+            if event_id(last) >= event_id(&done) {
                 break;
             }
         }
@@ -390,7 +381,7 @@ fn fresh_streams_miss_nothing_without_history() {
             let published = ids.lock().unwrap().clone();
             let after: Vec<&String> = published
                 .iter()
-                .filter(|id| id_pair(id) > id_pair(&start))
+                .filter(|id| event_id(id) > event_id(&start))
                 .take(3)
                 .collect();
             // The publisher records an id once its reply is read, so the

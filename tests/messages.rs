@@ -101,12 +101,10 @@ fn multi_line_bodies_become_several_data_lines() {
 fn ids_grow_and_timer_frames_have_none() {
     let server = Server::start(&["--interval", "50ms"]);
     let mut client = subscribe(&server, "a", 0);
-    let mut previous = (0u64, 0u64);
+    let mut previous = sse_server::event::EventId::default();
     for _ in 1..=3 {
         let (_, _, body) = server.post("/broadcast", "x");
-        let id = common::json_string(&body, "id");
-        let (ms, seq) = id.split_once('-').expect("ms-seq");
-        let id = (ms.parse().expect("ms"), seq.parse().expect("seq"));
+        let id = common::event_id(&common::json_string(&body, "id"));
         assert!(id > previous, "{id:?} after {previous:?}");
         previous = id;
     }
@@ -469,12 +467,8 @@ fn an_id_from_an_earlier_run_gets_a_gap_then_the_new_history() {
     second_run.post("/broadcast", "new one");
     second_run.post("/broadcast", "new two");
     let new_ids = [second_run.id(1), second_run.id(2)];
-    let numeric = |id: &str| {
-        let (ms, seq) = id.split_once('-').expect("ms-seq");
-        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
-    };
     assert!(
-        numeric(&new_ids[0]) > numeric(&old_id),
+        common::event_id(&new_ids[0]) > common::event_id(&old_id),
         "{new_ids:?} vs {old_id}"
     );
     let mut client = second_run.open_stream_with("/sse/a", &format!("Last-Event-ID: {old_id}\r\n"));

@@ -43,11 +43,7 @@ fn stream_commands_have_the_reply_shapes_we_parse() {
         .command(&["XADD", "t:events", "*", "target", "all", "data", "a\nb"])
         .expect("xadd");
     let id = id.as_str().expect("an id").to_string();
-    let (ms, seq) = id.split_once('-').expect("ms-seq");
-    assert!(
-        ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok(),
-        "{id}"
-    );
+    common::event_id(&id); // a Redis stream id: ms-seq
     let range = connection
         .command(&["XRANGE", "t:events", "-", "+"])
         .expect("xrange");

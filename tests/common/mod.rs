@@ -365,36 +365,38 @@ impl SseClient {
 
     /// [`SseClient::next_pushed`] with the real ids.
     pub fn next_pushed_raw(&mut self) -> String {
-        for _ in 0..1000 {
-            let event = self.next_event();
-            if event.starts_with("id: ") && !is_id_only(&event) {
-                return event;
-            }
-        }
-        panic!("no pushed event in 1000 events");
+        self.next_event_where("a pushed event", 1000, |event| {
+            event.starts_with("id: ") && !is_id_only(event)
+        })
     }
 
     /// The id of the next id-only block (`id: N` and a blank line), which
     /// every stream starts with; skips others.
     pub fn next_id_only(&mut self) -> String {
-        for _ in 0..100 {
-            let event = self.next_event();
-            if is_id_only(&event) {
-                return event["id: ".len()..event.len() - 2].to_string();
-            }
-        }
-        panic!("no id-only block in 100 events");
+        let event = self.next_event_where("an id-only block", 100, is_id_only);
+        event["id: ".len()..event.len() - 2].to_string()
     }
 
     /// The next block starting with `prefix`, skipping at most `limit` others.
     fn next_event_starting_with(&mut self, prefix: &str, limit: usize) -> String {
+        self.next_event_where(prefix, limit, |event| event.starts_with(prefix))
+    }
+
+    /// The next block that `wanted` accepts, skipping at most `limit`
+    /// others; `what` names it in the panic.
+    fn next_event_where(
+        &mut self,
+        what: &str,
+        limit: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
         for _ in 0..limit {
             let event = self.next_event();
-            if event.starts_with(prefix) {
+            if wanted(&event) {
                 return event;
             }
         }
-        panic!("no event starting with {prefix:?} in {limit} events");
+        panic!("no {what:?} in {limit} events");
     }
 
     /// Reads until the server closes; returns what arrived.
@@ -403,6 +405,13 @@ impl SseClient {
         rest.extend(read_to_close(&mut self.stream));
         rest
     }
+}
+
+/// An event id in its `ms-seq` form, parsed by the server's own parser
+/// (ids compare as the server orders them). Panics on anything else.
+pub fn event_id(text: &str) -> sse_server::event::EventId {
+    assert!(text.contains('-'), "not an ms-seq id: {text:?}");
+    sse_server::event::EventId::parse(text).unwrap_or_else(|| panic!("not an id: {text:?}"))
 }
 
 /// Whether an event block is only an id line: it sets the last event id
