@@ -44,21 +44,69 @@ pub struct Gap {
     pub to: EventId,
 }
 
-/// The ring of the last `capacity` events, holding at most `max_bytes`
-/// (counted with `StoredEvent::footprint`).
+/// Events oldest first: the last `capacity` kept, holding at most
+/// `max_bytes` (counted with `StoredEvent::footprint`). What falls out is
+/// remembered, so a replay can report it as a gap. History keeps one; a
+/// cluster replay collects into one too, to stay within the same bytes.
 #[derive(Debug)]
-pub struct History {
+pub struct EventRing {
     events: VecDeque<Arc<StoredEvent>>,
     capacity: usize,
     max_bytes: usize,
     /// Sum of the retained events' footprints.
     bytes: usize,
+    /// The newest id evicted so far.
+    evicted_up_to: Option<EventId>,
+}
+
+impl EventRing {
+    pub fn new(capacity: usize, max_bytes: usize) -> EventRing {
+        EventRing {
+            events: VecDeque::with_capacity(capacity.min(1024)),
+            capacity,
+            max_bytes,
+            bytes: 0,
+            evicted_up_to: None,
+        }
+    }
+
+    /// Keeps an event, evicting the oldest while over either limit.
+    pub fn keep(&mut self, stored: Arc<StoredEvent>) {
+        self.bytes += stored.footprint();
+        self.events.push_back(stored);
+        while self.events.len() > self.capacity || self.bytes > self.max_bytes {
+            let Some(evicted) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= evicted.footprint();
+            self.evicted_up_to = Some(evicted.id);
+        }
+    }
+
+    /// The newest id evicted so far.
+    pub fn evicted_up_to(&self) -> Option<EventId> {
+        self.evicted_up_to
+    }
+
+    /// The events kept, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<StoredEvent>> {
+        self.events.iter()
+    }
+
+    /// The events kept, oldest first.
+    pub fn into_vec(self) -> Vec<Arc<StoredEvent>> {
+        self.events.into()
+    }
+}
+
+/// The in-process event log: the id counter and the ring of recent events.
+#[derive(Debug)]
+pub struct History {
+    ring: EventRing,
     ids: IdGenerator,
     /// `start_ms-0`: every id of this run is above it, every id of an
     /// earlier run below it.
     floor: EventId,
-    /// The newest id evicted so far.
-    evicted_up_to: Option<EventId>,
 }
 
 impl History {
@@ -71,13 +119,9 @@ impl History {
     pub fn with_limits(capacity: usize, max_bytes: usize, start_ms: u64) -> History {
         let floor = EventId::new(start_ms, 0);
         History {
-            events: VecDeque::with_capacity(capacity.min(1024)),
-            capacity,
-            max_bytes,
-            bytes: 0,
+            ring: EventRing::new(capacity, max_bytes),
             ids: IdGenerator::starting_at(floor),
             floor,
-            evicted_up_to: None,
         }
     }
 
@@ -97,21 +141,8 @@ impl History {
     ) -> Arc<StoredEvent> {
         let id = self.ids.next(now_ms);
         let stored = Arc::new(StoredEvent::new(id, target, event, data));
-        self.keep(Arc::clone(&stored));
+        self.ring.keep(Arc::clone(&stored));
         stored
-    }
-
-    /// Keeps an event, evicting the oldest while over either limit.
-    fn keep(&mut self, stored: Arc<StoredEvent>) {
-        self.bytes += stored.footprint();
-        self.events.push_back(stored);
-        while self.events.len() > self.capacity || self.bytes > self.max_bytes {
-            let Some(evicted) = self.events.pop_front() else {
-                break;
-            };
-            self.bytes -= evicted.footprint();
-            self.evicted_up_to = Some(evicted.id);
-        }
     }
 
     /// What a stream for `user_id` whose client last saw `last_seen` must
@@ -124,7 +155,7 @@ impl History {
             // From an earlier run, from the future, or not ours at all:
             // anything may be missing up to what we hold.
             _ => {
-                let to = self.evicted_up_to.unwrap_or(self.floor);
+                let to = self.ring.evicted_up_to().unwrap_or(self.floor);
                 let after = match last_seen {
                     LastSeen::Id(id) => Some(id),
                     LastSeen::Unreadable => None,
@@ -136,7 +167,8 @@ impl History {
             }
         };
         let gap = self
-            .evicted_up_to
+            .ring
+            .evicted_up_to()
             .filter(|&evicted| evicted > after)
             .map(|to| Gap {
                 after: Some(after),
@@ -150,7 +182,7 @@ impl History {
 
     /// The retained events after `after` meant for `user_id`, in order.
     fn retained_after(&self, user_id: &str, after: EventId) -> Vec<Arc<StoredEvent>> {
-        self.events
+        self.ring
             .iter()
             .filter(|event| event.id > after && event.target.includes(user_id))
             .cloned()

@@ -16,12 +16,13 @@
 //! no error or log line repeats them.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::RedisUrl;
+use crate::net::read_with_timeout;
 use crate::resp::{self, Parse, RespError, Value};
 
 /// Longest wait for a TCP connection to Redis, per address the name
@@ -96,6 +97,8 @@ pub struct Connection {
     stream: TcpStream,
     /// Bytes read but not yet parsed: the start of the next reply.
     buffer: Vec<u8>,
+    /// What each `read` fills, allocated once per connection.
+    chunk: Vec<u8>,
 }
 
 impl Connection {
@@ -107,6 +110,7 @@ impl Connection {
         let mut connection = Connection {
             stream,
             buffer: Vec::new(),
+            chunk: vec![0u8; READ_CHUNK_BYTES],
         };
         if let Some(password) = &url.password {
             // `AUTH [username] password` (Redis 6 adds the username).
@@ -146,7 +150,6 @@ impl Connection {
     /// Reads until one whole reply is buffered, then parses it. Bounded in
     /// time by `deadline` and in bytes by [`MAX_REPLY_BYTES`].
     fn read_reply(&mut self, deadline: Instant) -> Result<Value, RedisError> {
-        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         loop {
             match resp::parse(&self.buffer).map_err(RedisError::Protocol)? {
                 Parse::Complete { value, len } => {
@@ -162,10 +165,9 @@ impl Connection {
             if remaining.is_zero() {
                 return Err(io::Error::from(io::ErrorKind::TimedOut).into());
             }
-            self.stream.set_read_timeout(Some(remaining))?;
-            match self.stream.read(&mut chunk) {
+            match read_with_timeout(&self.stream, &mut self.chunk, remaining) {
                 Ok(0) => return Err(RedisError::Closed),
-                Ok(count) => self.buffer.extend_from_slice(&chunk[..count]),
+                Ok(count) => self.buffer.extend_from_slice(&self.chunk[..count]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
             }
@@ -272,6 +274,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
     use std::thread;
 

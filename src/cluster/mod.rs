@@ -38,7 +38,6 @@
 pub mod presence;
 pub mod schema;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -47,7 +46,7 @@ use std::time::{Duration, Instant};
 use crate::config::RedisUrl;
 use crate::event::{EventId, LastSeen, StoredEvent, Target};
 use crate::event_log::{ExternalLog, Unavailable};
-use crate::history::{Gap, Replay};
+use crate::history::{EventRing, Gap, Replay};
 use crate::limits::MAX_HISTORY_BYTES;
 use crate::log;
 use crate::publish;
@@ -212,8 +211,7 @@ impl Cluster {
             "XREAD", "COUNT", &count, "BLOCK", &block_ms, "STREAMS", &self.key, &after,
         ];
         let reply = connection.command_within(&command, READ_BLOCK + COMMAND_TIMEOUT)?;
-        let entries =
-            schema::parse_read(&reply).map_err(|error| RedisError::UnexpectedReply(error.0))?;
+        let entries = schema::parse_read(&reply)?;
         for entry in entries {
             match entry {
                 Ok(entry) => {
@@ -244,13 +242,8 @@ impl Cluster {
         after: Option<EventId>,
         newest: EventId,
     ) -> Result<ReplayRead, RedisError> {
-        let mut read = ReplayRead {
-            events: VecDeque::new(),
-            first_read: None,
-            dropped_up_to: None,
-            info: StreamInfo::EMPTY,
-        };
-        let mut bytes = 0;
+        let mut kept = EventRing::new(usize::MAX, MAX_HISTORY_BYTES);
+        let mut first_read = None;
         let mut cursor = after;
         let (end, page) = (newest.to_string(), REPLAY_PAGE_ENTRIES.to_string());
         let mut complete = false;
@@ -258,29 +251,19 @@ impl Cluster {
             // `(id` is an exclusive start (XRANGE, Redis 6.2+); `-` the very first.
             let start = cursor.map_or("-".to_string(), |id| format!("({id}"));
             let reply = connection.command(&["XRANGE", &self.key, &start, &end, "COUNT", &page])?;
-            let entries = schema::parse_range(&reply)
-                .map_err(|error| RedisError::UnexpectedReply(error.0))?;
+            let entries = schema::parse_range(&reply)?;
             let full_page = entries.len() == REPLAY_PAGE_ENTRIES;
             for entry in entries {
                 let id = match &entry {
                     Ok(entry) => Some(entry.id),
                     Err(skipped) => skipped.id,
                 };
-                read.first_read = read.first_read.or(id);
+                first_read = first_read.or(id);
                 cursor = id.or(cursor);
-                let Ok(entry) = entry else { continue };
-                if !entry.target.includes(user_id) {
-                    continue;
-                }
-                let event = entry.into_stored();
-                bytes += event.footprint();
-                read.events.push_back(event);
-                while bytes > MAX_HISTORY_BYTES {
-                    let Some(oldest) = read.events.pop_front() else {
-                        break;
-                    };
-                    bytes -= oldest.footprint();
-                    read.dropped_up_to = Some(oldest.id);
+                if let Ok(entry) = entry {
+                    if entry.target.includes(user_id) {
+                        kept.keep(entry.into_stored());
+                    }
                 }
             }
             if !full_page {
@@ -288,14 +271,19 @@ impl Cluster {
                 break;
             }
         }
-        if !complete {
-            // Longer than we read: what we did not read is lost to this
-            // client, and what we read is older than it, so drop it all.
-            read.events.clear();
-            read.dropped_up_to = Some(newest);
-        }
-        read.info = stream_info(connection, &self.key)?;
-        Ok(read)
+        let info = stream_info(connection, &self.key)?;
+        // Longer than we read: what we did not read is lost to this client,
+        // and what we read is older than it, so it is dropped too.
+        let (dropped_up_to, events) = match complete {
+            true => (kept.evicted_up_to(), kept.into_vec()),
+            false => (Some(newest), Vec::new()),
+        };
+        Ok(ReplayRead {
+            events,
+            first_read,
+            dropped_up_to,
+            info,
+        })
     }
 }
 
@@ -303,7 +291,7 @@ impl Cluster {
 #[derive(Debug)]
 struct ReplayRead {
     /// The events for the user, oldest first, within the byte budget.
-    events: VecDeque<Arc<StoredEvent>>,
+    events: Vec<Arc<StoredEvent>>,
     /// The first entry read at all (for the user or not).
     first_read: Option<EventId>,
     /// The newest event left out for the budget or the page cap.
@@ -355,18 +343,14 @@ impl ExternalLog for Cluster {
             .with_connection(|connection| self.read_replay(connection, user_id, after, newest));
         match result {
             Ok(read) => {
-                let gap = schema::replay_gap(after, read.info, read.first_read, newest);
-                let gap = match (gap, read.dropped_up_to) {
-                    (gap, None) => gap,
-                    (Some(gap), Some(dropped)) => Some(Gap {
-                        after,
-                        to: gap.to.max(dropped),
-                    }),
-                    (None, Some(dropped)) => Some(Gap { after, to: dropped }),
-                };
+                // The gap reaches up to what Redis no longer had, or what
+                // the replay left out, whichever is newer.
+                let to = schema::replay_gap(after, read.info, read.first_read, newest)
+                    .map(|gap| gap.to)
+                    .max(read.dropped_up_to);
                 Replay {
-                    gap,
-                    events: read.events.into(),
+                    gap: to.map(|to| Gap { after, to }),
+                    events: read.events,
                 }
             }
             // Whatever we could not read is reported as lost: never a hang,
@@ -401,9 +385,7 @@ impl ExternalLog for Cluster {
 /// restarted empty) is empty.
 fn stream_info(connection: &mut Connection, key: &str) -> Result<StreamInfo, RedisError> {
     match connection.command(&["XINFO", "STREAM", key]) {
-        Ok(reply) => {
-            schema::parse_stream_info(&reply).map_err(|error| RedisError::UnexpectedReply(error.0))
-        }
+        Ok(reply) => Ok(schema::parse_stream_info(&reply)?),
         Err(RedisError::Server(message)) if message.contains("no such key") => {
             Ok(StreamInfo::EMPTY)
         }

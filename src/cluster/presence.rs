@@ -51,6 +51,8 @@ const NOT_COUNTED: usize = usize::MAX;
 #[derive(Debug)]
 pub struct Presence {
     instance: String,
+    /// `{prefix}:presence:`, which every instance's set key starts with.
+    sets_prefix: String,
     set_key: String,
     instances_key: String,
     scratch_key: String,
@@ -65,8 +67,10 @@ impl Presence {
         // Unique enough on one machine and across machines: the process id
         // and the start time in ms.
         let instance = format!("{}-{}", std::process::id(), now_ms());
+        let sets_prefix = format!("{prefix}:presence:");
         Presence {
-            set_key: format!("{prefix}:presence:{instance}"),
+            set_key: format!("{sets_prefix}{instance}"),
+            sets_prefix,
             instances_key: format!("{prefix}:instances"),
             scratch_key: format!("{prefix}:presence-count:{instance}"),
             instance,
@@ -190,7 +194,6 @@ impl Presence {
                 "hgetall did not answer an array",
             ));
         };
-        let prefix = self.set_key.trim_end_matches(self.instance.as_str());
         let forget_before = now.saturating_sub(FORGET_INSTANCE_AFTER.as_millis() as u64);
         let mut keys = Vec::new();
         for pair in pairs.chunks_exact(2) {
@@ -201,7 +204,7 @@ impl Presence {
                 Ok(expires) if expires < forget_before => {
                     connection.command(&["HDEL", &self.instances_key, instance])?;
                 }
-                _ => keys.push(format!("{prefix}{instance}")),
+                _ => keys.push(format!("{}{instance}", self.sets_prefix)),
             }
         }
         if keys.is_empty() {
