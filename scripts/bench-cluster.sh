@@ -4,6 +4,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/clients/lib.sh
+source scripts/clients/lib.sh # free_port, wait_for_line, cpu_ticks, result_field
 unset SSE_PUBLISH_TOKEN SSE_REDIS_URL
 err() { echo "bench-cluster: $*" >&2; }
 
@@ -47,26 +49,15 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# wait_for FILE FIXED_STRING SECONDS PID
-wait_for() {
-  local deadline=$((SECONDS + $3))
-  until grep -qF -- "$2" "$1" 2>/dev/null; do
-    if ! kill -0 "$4" 2>/dev/null || ((SECONDS >= deadline)); then return 1; fi
-    sleep 0.05
-  done
-}
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 clk_tck=$(getconf CLK_TCK)
-result_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 # start_instance NAME ARGS...: sets STARTED_PORT (not a $(…) subshell: PIDS must be ours).
 start_instance() {
   local name=$1; shift
   "$server" --port 0 --interval "$interval" --max-clients $((n + 100)) "$@" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
-  wait_for "$WORK/$name.log" "listening on http://" 20 "${PIDS[-1]}" ||
+  wait_for_line "$WORK/$name.log" "listening on http://" 20 "${PIDS[-1]}" >/dev/null ||
     { err "$name did not start"; cat "$WORK/$name.log" >&2; exit 1; }
   STARTED_PORT=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/$name.log" | head -n 1)
 }
@@ -94,7 +85,7 @@ run() {
   "$loadgen" --clients "$n" --interval "$interval" --duration "$duration" --broadcasts "$broadcasts" \
     --close 0 --threads 2 --timeout 180s "$@" >"$log" 2>&1 &
   local loadgen_pid=$!
-  if ! wait_for "$log" "steady window" 300 "$loadgen_pid"; then
+  if ! wait_for_line "$log" "steady window" 300 "$loadgen_pid" >/dev/null; then
     err "$setup: the load generator never reached the steady window"; tail -n 5 "$log" >&2
     kill "$loadgen_pid" 2>/dev/null || true; wait "$loadgen_pid" 2>/dev/null || true
     rows+=("| $setup | $n | run failed ||||||| FAIL |"); failed=$((failed + 1)); return
@@ -131,7 +122,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
   --logfile "$WORK/redis.log" &
 PIDS+=($!)
 redis_pid=${PIDS[-1]}
-wait_for "$WORK/redis.log" "Ready to accept connections" 10 "$redis_pid" || { err "redis did not start"; exit 1; }
+wait_for_line "$WORK/redis.log" "Ready to accept connections" 10 "$redis_pid" >/dev/null || { err "redis did not start"; exit 1; }
 start_instance a --redis "redis://127.0.0.1:$redis_port"
 port_a=$STARTED_PORT
 start_instance b --redis "redis://127.0.0.1:$redis_port"

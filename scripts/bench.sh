@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # --cluster: Redis and two instances against one instance (scripts/bench-cluster.sh).
 if [[ ${1:-} == --cluster ]]; then shift; exec bash scripts/bench-cluster.sh "$@"; fi
+# shellcheck source=scripts/clients/lib.sh
+source scripts/clients/lib.sh # wait_for_line, cpu_ticks, result_field
 unset SSE_PUBLISH_TOKEN # the load generator publishes from loopback, which needs no token
 
 err() { echo "bench: $*" >&2; }
@@ -115,18 +117,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits until FILE holds a line matching PATTERN, while PID lives, at most SECONDS.
-wait_for_line() {
-  local file=$1 pattern=$2 seconds=$3 pid=$4
-  local deadline=$(( SECONDS + seconds ))
-  until grep -q -- "$pattern" "$file" 2>/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null || (( SECONDS >= deadline )); then return 1; fi
-    sleep 0.05
-  done
-}
-
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # Busy CPU time of the whole machine, in clock ticks (user nice system irq softirq steal).
 machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 mem_available_kib() { awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo; }
@@ -142,7 +133,6 @@ kernel_kib() {
   fi
   awk -v slab="$slab_kib" '$1 == "KernelStack:" || $1 == "PageTables:" { sum += $2 } END { print sum + slab }' /proc/meminfo
 }
-result_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<< "$1"; }
 clk_tck=$(getconf CLK_TCK)
 
 header='| build | N | server RSS | RSS/conn | kernel/conn | MemAvailable Δ/conn | server CPU (1 core) at 1 s | CPU/frame | loadgen / other CPU | connect all | TTFB p99 | fan-out p99 | disconnect p99 (log) | /users drop | frame gap jitter p50 / p99 | tick late p99 | threads | checks |'
@@ -165,7 +155,7 @@ for build in "${builds[@]}"; do
   kernel_before=$(kernel_kib)
   "$server" --port 0 --interval "$interval" --max-clients $(( n + 100 )) > "$server_log" 2>&1 &
   server_pid=$!
-  if ! wait_for_line "$server_log" '^listening on ' 10 "$server_pid"; then
+  if ! wait_for_line "$server_log" 'listening on http://' 10 "$server_pid" >/dev/null; then
     err "server did not start"; cat "$server_log" >&2; exit 1
   fi
   port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$server_log" | head -n 1)
@@ -176,7 +166,7 @@ for build in "${builds[@]}"; do
     --broadcasts "$broadcasts" --close "$close" --threads "$loadgen_threads" --timeout 120s \
     --server-log "$server_log" > "$loadgen_log" 2>&1 &
   loadgen_pid=$!
-  if ! wait_for_line "$loadgen_log" 'steady window' 180 "$loadgen_pid"; then
+  if ! wait_for_line "$loadgen_log" 'steady window' 180 "$loadgen_pid" >/dev/null; then
     err "N=$n: the load generator never reached the steady window"
     tail -n 5 "$loadgen_log" >&2
     grep -v -e '^open ' -e '^close ' "$server_log" | tail -n 10 >&2

@@ -3,6 +3,8 @@
 # in front (scripts/nginx/cluster.conf). Usage: scripts/cluster.sh [--port 8080] [--persist] [--check]; Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/clients/lib.sh
+source scripts/clients/lib.sh # free_port, wait_for_line, check, has
 err() { printf 'cluster: %s\n' "$*" >&2; }
 
 PORT=8080
@@ -43,19 +45,8 @@ stop_all() {
 trap stop_all EXIT
 trap 'echo; err "stopping"; exit 0' INT TERM
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 if [[ $PORT == 0 ]]; then PORT=$(free_port); fi # --port 0: any free port (CI)
 
-# wait_for FILE FIXED_STRING SECONDS PID: print the first line with the string; fail if PID exits.
-wait_for() {
-  local file=$1 needle=$2 deadline=$((SECONDS + $3)) pid=$4 line
-  while ((SECONDS <= deadline)); do
-    if line=$(grep -F -m1 -- "$needle" "$file" 2>/dev/null); then printf '%s\n' "$line"; return 0; fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 # 1. Redis on a free port, in its own directory; no persistence unless --persist.
 redis_port=$(free_port)
@@ -65,7 +56,7 @@ persistence=(--save '' --appendonly no)
 "$REDIS_SERVER" --port "$redis_port" --bind 127.0.0.1 "${persistence[@]}" \
   --dir "$WORK/redis" --logfile "$WORK/redis.log" &
 PIDS+=($!)
-wait_for "$WORK/redis.log" "Ready to accept connections" 10 "${PIDS[-1]}" >/dev/null ||
+wait_for_line "$WORK/redis.log" "Ready to accept connections" 10 "${PIDS[-1]}" >/dev/null ||
   { err "redis-server did not start"; cat "$WORK/redis.log" >&2; exit 1; }
 redis_url="redis://127.0.0.1:$redis_port"
 
@@ -75,7 +66,7 @@ ports=()
 for name in a b; do
   "$binary" --port 0 --redis "$redis_url" "${extra_flags[@]}" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
-  line=$(wait_for "$WORK/$name.log" "listening on http://" 15 "${PIDS[-1]}") ||
+  line=$(wait_for_line "$WORK/$name.log" "listening on http://" 15 "${PIDS[-1]}") ||
     { err "instance $name did not start"; cat "$WORK/$name.log" >&2; exit 1; }
   ports+=("${line##*:}")
 done
@@ -132,9 +123,6 @@ EOF
 if [[ $CHECK == yes ]]; then
   # The headline, through nginx: a stream gets a publish; the instance serving it is killed; the
   # reconnection (with its Last-Event-ID) lands on the other one and gets what was published meanwhile.
-  passed=0 failed=0
-  check() { if "${@:2}"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi; }
-  has() { [[ $1 == *"$2"* ]]; }
   user="check-$$"
   first=$(curl -s --max-time 2 -d "one" "$url/send/$user" || true)
   first_id=$(sed -n 's/.*"id":"\([0-9-]*\)".*/\1/p' <<<"$first")
@@ -153,8 +141,8 @@ if [[ $CHECK == yes ]]; then
   check "... and gets what was published meanwhile, once" \
     test "$(grep -c "^data: two$" <<<"$out")" -eq 1
   check "... and not what it had" test "$(grep -c "^data: one$" <<<"$out")" -eq 0
-  echo "$passed passed, $failed failed"
-  ((failed == 0)) && exit 0
+  echo "$PASSED passed, $FAILED failed"
+  ((FAILED == 0)) && exit 0
   for name in a b; do err "--- $name.log ---"; tail -n 20 "$WORK/$name.log" >&2; done
   exit 1
 fi

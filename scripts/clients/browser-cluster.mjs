@@ -4,10 +4,8 @@
 // Usage: node scripts/clients/browser-cluster.mjs   (needs redis-server, nginx, chromium, a release build)
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
-import { ROOT, check, finish, publish, waitFor } from "./lib.mjs";
+import { ROOT, check, finish, publish, waitFor, withChromium } from "./lib.mjs";
 
 const hardStop = setTimeout(() => { console.log("FAIL whole script took over 60 s"); process.exit(1); }, 60_000);
 hardStop.unref();
@@ -41,23 +39,11 @@ const instances = [...banner.matchAll(/instance (\w)\s+(\S+)\s+pid (\d+)\s+log (
 check(`cluster: two instances (${instances.map((i) => i.name).join(", ")})`, instances.length === 2);
 const logOf = (instance) => { try { return fs.readFileSync(instance.log, "utf8"); } catch { return ""; } };
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "sse-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"],
-});
-context.setDefaultTimeout(5000);
-try {
+let context; // the Chromium failoverChecks opens its page in
+await withChromium(async (launched) => {
+  context = launched;
   await failoverChecks();
-} catch (error) {
-  check(`browser script threw: ${error.message.split("\n")[0]}`, false);
-} finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
-}
+});
 cluster.kill("SIGTERM");
 await waitFor(() => cluster.exitCode !== null || cluster.signalCode !== null, 5000, 50);
 finish("browser-cluster", results, null);

@@ -8,39 +8,23 @@
 // Usage: node scripts/clients/browser.mjs   (uses $SSE_URL/$SSE_LOG, else starts the server)
 // Checks text, not pixels; the screenshot (target/clients/demo.png) is for people.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
-import { ROOT, check, cuttableProxy, finish, publish, serverUnderTest, startServer, waitFor } from "./lib.mjs";
+import { ROOT, check, cuttableProxy, finish, publish, serverUnderTest, startServer, waitFor, withChromium } from "./lib.mjs";
 
 const hardStop = setTimeout(() => { console.log("FAIL whole script took over 60 s"); process.exit(1); }, 60_000);
 hardStop.unref();
 const server = await serverUnderTest();
 const results = { connected: "FAIL", frames: "FAIL", pushed: "FAIL", reconnect: "FAIL", hole: "FAIL", close: "FAIL", first_byte_ms: "n/a", latency_ms: "n/a" };
 
-// A fresh profile each run; the flags keep Chromium off the (closed) network and quiet.
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "sse-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    // Nothing but loopback resolves: whatever Chromium tries on its own stays on this machine.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"],
-});
-context.setDefaultTimeout(5000);
-try {
+let context; // the Chromium every check below opens its pages in
+await withChromium(async (launched) => {
+  context = launched;
   await demoPageChecks();
   await browserReconnectChecks();
   await replayHoleChecks();
   await gapAndShutdownChecks();
   await tokenChecks();
-} catch (error) {
-  check(`browser script threw: ${error.message.split("\n")[0]}`, false);
-} finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
-}
+});
 finish("browser", results, server);
 
 function text(page, selector) {

@@ -1,5 +1,5 @@
 // Shared helpers for the Node client checks: the server under test, a cuttable TCP proxy,
-// the server log, and the pass/fail tally. Uses $SSE_URL/$SSE_LOG from scripts/clients.sh,
+// the server log, headless Chromium, and the pass/fail tally. Uses $SSE_URL/$SSE_LOG from scripts/clients.sh,
 // or starts target/release/sse-server itself.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -183,4 +183,31 @@ export async function cuttableProxy(targetUrl) {
       server.close();
     },
   };
+}
+
+/**
+ * Runs `checks(context)` with headless Chromium (Debian's /usr/bin/chromium, or $CHROMIUM) in a
+ * fresh profile, then closes it and removes the profile. The flags keep Chromium off the
+ * (closed) network and quiet; an exception is a failed check, not a crash.
+ */
+export async function withChromium(checks) {
+  const { chromium } = await import("playwright-core");
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "sse-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // Nothing but loopback resolves: whatever Chromium tries on its own stays on this machine.
+      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"],
+  });
+  context.setDefaultTimeout(5000);
+  try {
+    await checks(context);
+  } catch (error) {
+    check(`browser script threw: ${error.message.split("\n")[0]}`, false);
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
 }

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # the variables set here are read by the scripts that source it
-# Shared helpers for the shell client checks; source it, do not run it.
-# Uses $SSE_URL/$SSE_LOG from scripts/clients.sh, or starts its own server (start_server_if_needed).
+# Shared helpers for the shell client checks, and for scripts/cluster.sh and the benchmarks; source
+# it, do not run it. Uses $SSE_URL/$SSE_LOG from scripts/clients.sh, or starts its own server
+# (start_server_if_needed).
 
 CLIENTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$CLIENTS_DIR/../.." && pwd)
@@ -48,15 +49,26 @@ stop_server() {
   fi
 }
 
-# wait_for_line FILE FIXED_STRING SECONDS: print the first matching line once it appears.
+# wait_for_line FILE FIXED_STRING SECONDS [PID]: print the first matching line once it appears;
+# fail after SECONDS, or as soon as process PID (the one writing FILE) has ended.
 wait_for_line() {
-  local file=$1 needle=$2 deadline=$((SECONDS + $3)) line
+  local file=$1 needle=$2 deadline=$((SECONDS + $3)) pid=${4:-} line
   while ((SECONDS <= deadline)); do
     if line=$(grep -F -m1 -- "$needle" "$file" 2>/dev/null); then printf '%s\n' "$line"; return 0; fi
+    [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.02
   done
   return 1
 }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# cpu_ticks PID: the process's user + system CPU time, in clock ticks (/proc, Linux).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# result_field RESULT_LINE KEY: the value of KEY=… in a load generator's RESULT line.
+result_field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 # stream_with_times URL OUT SECONDS [CURL_ARGS...]: in the background, read an event stream
 # for SECONDS and write one "EPOCHREALTIME<TAB>line" row per received line to OUT.

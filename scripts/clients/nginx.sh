@@ -21,7 +21,6 @@ WORK=$(mktemp -d -t sse-nginx.XXXXXX)
 user="nginx-$$"
 connected=FAIL frames=FAIL pushed=FAIL reconnect=FAIL closed=FAIL first_byte=n/a latency=n/a
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 upstream=${SSE_URL##*:}
 port=$(free_port)
 port_xab=$(free_port)
